@@ -1,0 +1,422 @@
+"""Measuring speed honestly: the machine, the median and its spread, ratios taken side by side.
+
+Built on ``torch.utils.benchmark`` (warm-up, blocked autorange, CUDA synchronisation). Chapter 1
+introduces it; chapter 2 uses it for the channel-shuffle benchmark, as does
+``benchmarks/bench_shuffle.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import torch
+
+from .cost import count_params, madds
+from .ops import channel_shuffle, channel_split, shuffle_permutation, shuffle_split
+from .tables import Table
+
+__all__ = [
+    "MachineInfo",
+    "Measurement",
+    "machine_info",
+    "pick_device",
+    "measure",
+    "compare",
+    "shuffle_benchmark",
+    "shuffle_split_benchmark",
+    "group_conv_sweep",
+]
+
+
+def _timer_module():
+    # Importing torch.utils.benchmark imports torch.utils.cpp_extension, which logs a warning on
+    # machines that have a CUDA toolkit but no GPU. We compile nothing, so hush that one logger
+    # for the import only (no global filter is left behind).
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.benchmark as timer_module
+    finally:
+        logger.setLevel(level)
+    return timer_module
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """CUDA if present, then Apple's MPS, then the CPU (or ``prefer`` when given); chapter 1."""
+    if prefer is not None:
+        if prefer not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"prefer must be 'cpu', 'cuda' or 'mps', got {prefer!r}")
+        mps = getattr(torch.backends, "mps", None)
+        available = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": mps is not None and mps.is_available(),
+        }
+        if not available[prefer]:
+            raise ValueError(
+                f"device {prefer!r} was asked for but is not available on this machine"
+            )
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@cache
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if platform.system() == "Darwin":
+        import subprocess
+
+        try:
+            out = subprocess.run(
+                ["sysctl", "-n", "machdep.cpu.brand_string"],
+                capture_output=True,
+                text=True,
+                timeout=5,
+            )
+            if out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """What a measurement was taken on. ``str()`` gives the one line printed under every table."""
+
+    cpu: str
+    cores: int
+    threads: int
+    device: str
+    torch: str
+    python: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.cpu} | {self.cores} cores, {self.threads} torch threads | device {self.device}"
+            f" | torch {self.torch} | Python {self.python}"
+        )
+
+
+def machine_info(device: torch.device | str | None = None) -> MachineInfo:
+    """CPU model, core and thread counts, device, torch and Python versions; chapter 1."""
+    device = torch.device(device) if device is not None else pick_device()
+    name = device.type
+    if device.type == "cuda":
+        name = f"cuda ({torch.cuda.get_device_name(device)})"
+    return MachineInfo(
+        cpu=_cpu_model(),
+        cores=os.cpu_count() or 1,
+        threads=torch.get_num_threads(),
+        device=name,
+        torch=torch.__version__,
+        python=platform.python_version(),
+    )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """Seconds per call: the median over timed blocks, with its interquartile range."""
+
+    label: str
+    median: float
+    iqr: float
+    runs: int
+    threads: int
+    device: str
+
+    def as_row(self, unit: str = "ms") -> dict[str, Any]:
+        scales = {"s": 1.0, "ms": 1e3, "us": 1e6}
+        if unit not in scales:
+            raise ValueError(f"unit must be one of {sorted(scales)}, got {unit!r}")
+        scale = scales[unit]
+        return {
+            "name": self.label,
+            f"median ({unit})": self.median * scale,
+            f"IQR ({unit})": self.iqr * scale,
+            "runs": self.runs,
+        }
+
+
+def _not_int(v: object) -> bool:
+    return isinstance(v, bool) or not isinstance(v, int)
+
+
+def _not_number(v: object) -> bool:
+    return isinstance(v, bool) or not isinstance(v, (int, float))
+
+
+def _device_of(inputs: Sequence[Any]) -> str:
+    for t in inputs:
+        if isinstance(t, torch.Tensor):
+            return str(t.device)
+    return "cpu"
+
+
+def measure(
+    fn: Callable[..., Any],
+    inputs: Sequence[Any] | torch.Tensor = (),
+    *,
+    label: str | None = None,
+    min_run_time: float = 0.5,
+    warmup: int = 2,
+    threads: int | None = None,
+    no_grad: bool = True,
+) -> Measurement:
+    """Time ``fn(*inputs)`` with ``torch.utils.benchmark``: median and IQR of blocked runs.
+
+    ``fn`` may be a function or an ``nn.Module`` (timed as it is: call ``.eval()`` first for
+    inference). ``threads`` defaults to torch's current thread count (``Timer`` alone would use 1).
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable (a function or nn.Module), got {type(fn).__name__}")
+    if isinstance(inputs, torch.Tensor):
+        inputs = (inputs,)
+    if _not_number(min_run_time) or min_run_time <= 0:
+        raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
+    if _not_int(warmup) or warmup < 0:
+        raise ValueError(f"warmup must be an int >= 0, got {warmup!r}")
+    threads = torch.get_num_threads() if threads is None else threads
+    if _not_int(threads) or threads < 1:
+        raise ValueError(f"threads must be an int >= 1, got {threads!r}")
+    label = label or getattr(fn, "__name__", type(fn).__name__)
+    inputs = tuple(inputs)
+
+    def call():
+        if no_grad:
+            with torch.no_grad():
+                return fn(*inputs)
+        return fn(*inputs)
+
+    for _ in range(warmup):
+        call()
+    timer = _timer_module().Timer(
+        stmt="call()", globals={"call": call}, num_threads=threads, label=label
+    )
+    m = timer.blocked_autorange(min_run_time=min_run_time)
+    times = sorted(m.times)
+    q1, q3 = (statistics.quantiles(times, n=4)[i] for i in (0, 2)) if len(times) > 1 else (0, 0)
+    return Measurement(
+        label=label,
+        median=m.median,
+        iqr=q3 - q1,
+        runs=m.number_per_run * len(m.times),
+        threads=threads,
+        device=_device_of(inputs),
+    )
+
+
+def compare(
+    candidates: Mapping[str, Callable[..., Any]],
+    inputs: Sequence[Any] | torch.Tensor,
+    *,
+    baseline: str,
+    rounds: int = 5,
+    min_run_time: float = 0.2,
+    title: str = "",
+) -> Table:
+    """Time several functions on the same inputs, side by side, in interleaved rounds.
+
+    Each round times every candidate once; its ratio to ``baseline`` (time / baseline time) is
+    taken within the round, so slow drifts of a shared machine cancel. The table gives the median
+    time, the IQR over rounds, and the median ratio (column ``ratio``).
+    """
+    if baseline not in candidates:
+        raise ValueError(f"baseline {baseline!r} is not one of the candidates {list(candidates)}")
+    if _not_int(rounds) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            m = measure(fn, inputs, label=name, min_run_time=min_run_time, warmup=1)
+            times[name].append(m.median)
+    rows = []
+    for name, ts in times.items():
+        ratios = [t / b for t, b in zip(ts, times[baseline])]
+        q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0], ts[0], ts[0]]
+        rows.append(
+            {
+                "name": name,
+                "median (ms)": statistics.median(ts) * 1e3,
+                "IQR (ms)": (q[2] - q[0]) * 1e3,
+                "ratio": statistics.median(ratios),
+            }
+        )
+    return Table(rows, title=title, note=str(machine_info(_device_of(inputs))))
+
+
+def _textbook_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    # The version found in most tutorials (and torchvision): view, transpose, contiguous, view.
+    n, c, h, w = x.shape
+    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).contiguous().view(n, c, h, w)
+
+
+def _shuffle_candidates(groups: int) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    module = torch.nn.ChannelShuffle(groups)
+    cache_perm: dict[int, torch.Tensor] = {}
+
+    def index_gather(x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        if c not in cache_perm:
+            cache_perm[c] = shuffle_permutation(c, groups).to(x.device)
+        return x.index_select(1, cache_perm[c])
+
+    return {
+        "x.clone() (copy floor)": lambda x: x.clone(),
+        "shufflelib channel_shuffle": lambda x: channel_shuffle(x, groups),
+        "textbook view-transpose-contiguous": lambda x: _textbook_shuffle(x, groups),
+        "torch.nn.ChannelShuffle": module,
+        "index gather (index_select)": index_gather,
+    }
+
+
+def _make_input(shape: Sequence[int], channels_last: bool, device: torch.device | str | None):
+    if len(shape) != 4:
+        raise ValueError(f"shape must be (N, C, H, W), got {tuple(shape)}")
+    device = pick_device() if device is None else torch.device(device)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0)).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def shuffle_benchmark(
+    shape: Sequence[int] = (32, 232, 28, 28),
+    groups: int = 2,
+    *,
+    channels_last: bool = False,
+    device: torch.device | str | None = None,
+    rounds: int = 5,
+    min_run_time: float = 0.2,
+) -> Table:
+    """Channel-shuffle implementations against a plain copy, side by side; chapter 2.
+
+    A shuffle reads and writes every element once, exactly as ``x.clone()`` does, so the clone
+    is the floor. All candidates are checked to give identical results before timing.
+    """
+    x = _make_input(shape, channels_last, device)
+    candidates = _shuffle_candidates(groups)
+    expected = channel_shuffle(x, groups)
+    for name, fn in candidates.items():
+        if "clone" not in name and not torch.equal(fn(x), expected):
+            raise RuntimeError(f"{name} disagrees with channel_shuffle")
+    layout = "channels_last" if channels_last else "contiguous (NCHW)"
+    title = f"channel shuffle, g={groups}, input {tuple(shape)} float32, {layout}, {x.device}"
+    table = compare(
+        candidates,
+        x,
+        baseline="x.clone() (copy floor)",
+        rounds=rounds,
+        min_run_time=min_run_time,
+        title=title,
+    )
+    mib = 2 * x.numel() * x.element_size() / 2**20
+    for row in table:
+        # Every candidate reads and writes the tensor once: bytes moved / time.
+        row["GB/s"] = mib * 2**20 / (row["median (ms)"] * 1e-3) / 1e9
+    table.note += f" | bytes moved per call (read + write): {mib:.1f} MiB"
+    return table
+
+
+def shuffle_split_benchmark(
+    shape: Sequence[int] = (32, 232, 28, 28),
+    *,
+    device: torch.device | str | None = None,
+    rounds: int = 5,
+    min_run_time: float = 0.2,
+) -> Table:
+    """``shuffle_split`` against a shuffle followed by a split into two contiguous halves; ch. 2."""
+    x = _make_input(shape, False, device)
+
+    def split_after_shuffle(t: torch.Tensor):
+        a, b = channel_split(channel_shuffle(t, 2))
+        return a.contiguous(), b.contiguous()
+
+    candidates = {
+        "x.clone() (copy floor)": lambda t: t.clone(),
+        "shuffle, split, 2x contiguous": split_after_shuffle,
+        "shufflelib shuffle_split": shuffle_split,
+    }
+    got, want = shuffle_split(x), split_after_shuffle(x)
+    if not (torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])):
+        raise RuntimeError("shuffle_split disagrees with channel_split(channel_shuffle(x, 2))")
+    title = f"shuffle then split in halves, input {tuple(shape)} float32, {x.device}"
+    return compare(
+        candidates,
+        x,
+        baseline="x.clone() (copy floor)",
+        rounds=rounds,
+        min_run_time=min_run_time,
+        title=title,
+    )
+
+
+def group_conv_sweep(
+    channels: int = 256,
+    size: int = 28,
+    *,
+    kernel_size: int = 1,
+    batch: int = 8,
+    groups: Sequence[int] | None = None,
+    device: torch.device | str | None = None,
+    min_run_time: float = 0.3,
+) -> Table:
+    """One ``channels -> channels`` convolution per group count: parameters, MAdds and time; ch. 1.
+
+    Parameters and multiply-adds are counted by :mod:`shufflelib.cost` (not by formula), and the
+    forward pass on a ``(batch, channels, size, size)`` input is timed with :func:`measure`.
+    """
+    if groups is None:
+        groups = [g for g in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if g <= channels]
+    for g in groups:
+        if _not_int(g) or g < 1 or channels % g:
+            raise ValueError(
+                f"every group count must be an int >= 1 dividing {channels}, got {g!r}"
+            )
+    if _not_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd int >= 1, got {kernel_size!r}")
+    device = pick_device() if device is None else torch.device(device)
+    x = torch.randn(batch, channels, size, size, device=device)
+    rows = []
+    for g in groups:
+        conv = torch.nn.Conv2d(
+            channels, channels, kernel_size, padding=kernel_size // 2, groups=g, bias=False
+        ).to(device)
+        m = measure(conv, x, label=f"g={g}", min_run_time=min_run_time)
+        ops = madds(conv, (batch, channels, size, size))
+        rows.append(
+            {
+                "g": g,
+                "weight shape": tuple(conv.weight.shape),
+                "params": count_params(conv),
+                "MAdds": ops,
+                "median (ms)": m.median * 1e3,
+                "IQR (ms)": m.iqr * 1e3,
+                "GMAdd/s": ops / m.median / 1e9,
+            }
+        )
+    title = (
+        f"{kernel_size}x{kernel_size} convolution {channels}->{channels} channels, "
+        f"input ({batch}, {channels}, {size}, {size}), {device}"
+    )
+    return Table(rows, title=title, note=str(machine_info(device)))

@@ -1,0 +1,156 @@
+"""Every figure the book draws. Functions here draw data they are given; they compute no results.
+
+Each returns the matplotlib ``Figure``; notebooks end the cell with ``;`` so it shows once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .tables import Table
+
+__all__ = [
+    "weight_blocks",
+    "connectivity",
+    "permutation",
+    "cost_vs_groups",
+    "benchmark_bars",
+]
+
+GROUP_COLOURS = plt.get_cmap("tab10").colors
+
+
+def _group_lines(ax, channels: int, groups: int, axis: str = "both") -> None:
+    size = channels / groups
+    for k in range(1, groups):
+        pos = k * size - 0.5
+        if axis in ("both", "x"):
+            ax.axvline(pos, color="0.5", lw=0.8, ls=":")
+        if axis in ("both", "y"):
+            ax.axhline(pos, color="0.5", lw=0.8, ls=":")
+
+
+def weight_blocks(dense_weights: Mapping[str, torch.Tensor], groups: Sequence[int]) -> Figure:
+    """|W| of 1x1 (or kxk, summed over the kernel) convolutions as C_out x C_in matrices; ch. 1."""
+    fig, axes = plt.subplots(1, len(dense_weights), figsize=(3.2 * len(dense_weights), 3.4))
+    axes = [axes] if len(dense_weights) == 1 else list(axes)
+    for ax, (name, w), g in zip(axes, dense_weights.items(), groups):
+        m = w.detach().abs().sum(dim=(2, 3)).cpu()
+        cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")  # masked (zero) entries: grey
+        ax.imshow(torch.where(m == 0, float("nan"), m), cmap=cmap, interpolation="nearest")
+        _group_lines(ax, m.shape[0], g)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("input channel")
+        ax.set_ylabel("output channel")
+    fig.suptitle("Weights as a matrix: a group convolution is block diagonal (grey = always 0)")
+    fig.tight_layout()
+    return fig
+
+
+def connectivity(
+    matrices: Mapping[str, torch.Tensor], groups: Sequence[int] | None = None, suptitle: str = ""
+) -> Figure:
+    """Boolean "output o sees input i" matrices side by side (chapters 1 and 2)."""
+    n = len(matrices)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.6))
+    axes = [axes] if n == 1 else list(axes)
+    for k, (ax, (name, m)) in enumerate(zip(axes, matrices.items())):
+        m = m.cpu()
+        ax.imshow(m.float(), cmap="Blues", vmin=0, vmax=1.3, interpolation="nearest")
+        if groups is not None:
+            _group_lines(ax, m.shape[0], groups[k])
+        seen = m.sum(dim=1).float().mean().item()
+        ax.set_title(f"{name}\neach output sees {seen:.0f} of {m.shape[1]} inputs", fontsize=10)
+        ax.set_xlabel("input channel of the stack")
+        ax.set_ylabel("output channel of the stack")
+    fig.suptitle(suptitle or "Which input channels each output channel depends on (blue = yes)")
+    fig.tight_layout()
+    return fig
+
+
+def permutation(perm: torch.Tensor, groups: int, title: str = "") -> Figure:
+    """A channel permutation drawn as arrows from input slots to output slots; chapter 2.
+
+    ``perm[k]`` is the input channel that lands in output slot ``k``. Colours mark the input
+    group each channel came from.
+    """
+    perm = perm.cpu().tolist()
+    c = len(perm)
+    per_group = c // groups
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.42 * c), 3.0))
+    for y, label, order in ((1.0, "input", list(range(c))), (0.0, "output", perm)):
+        for slot, ch in enumerate(order):
+            colour = GROUP_COLOURS[(ch // per_group) % len(GROUP_COLOURS)]
+            ax.add_patch(Rectangle((slot - 0.42, y - 0.12), 0.84, 0.24, color=colour))
+            ax.text(slot, y, str(ch), ha="center", va="center", fontsize=8, color="white")
+        ax.text(-0.8, y, label, ha="right", va="center", fontsize=10)
+    for slot, ch in enumerate(perm):
+        colour = GROUP_COLOURS[(ch // per_group) % len(GROUP_COLOURS)]
+        ax.annotate(
+            "",
+            xy=(slot, 0.13),
+            xytext=(ch, 0.87),
+            arrowprops=dict(arrowstyle="->", color=colour, lw=1.0, alpha=0.8),
+        )
+    ax.set_xlim(-3.2, c - 0.4)
+    ax.set_ylim(-0.35, 1.35)
+    ax.set_xlabel("channel position (number in the box: which input channel it holds)")
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title or f"Channel shuffle of {c} channels in {groups} groups (colour = group)")
+    fig.tight_layout()
+    return fig
+
+
+def cost_vs_groups(table: Table, x: str = "g", title: str = "") -> Figure:
+    """Two panels against the group count: what the paper counts (params, MAdds) and time; ch. 1."""
+    g = table.column(x)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(g, table.column("params"), "o-", label="parameters")
+    left.plot(g, table.column("MAdds"), "s-", label="multiply-adds")
+    left.set_xscale("log", base=2)
+    left.set_yscale("log")
+    left.set_xlabel("groups g (log scale)")
+    left.set_ylabel("count (log scale)")
+    left.set_title("Cost on paper: falls as 1/g")
+    left.legend()
+    median = table.column("median (ms)")
+    iqr = table.column("IQR (ms)")
+    right.errorbar(g, median, yerr=[v / 2 for v in iqr], fmt="o-", capsize=3, color="C2")
+    right.set_xscale("log", base=2)
+    right.set_yscale("log")
+    right.set_xlabel("groups g (log scale)")
+    right.set_ylabel("time per forward pass (ms, log scale)")
+    right.set_title("Measured time on this machine (bars: IQR)")
+    fig.suptitle(title or "Group convolution: cost on paper vs measured time")
+    fig.tight_layout()
+    return fig
+
+
+def benchmark_bars(tables: Mapping[str, Table], value: str = "ratio", title: str = "") -> Figure:
+    """Horizontal bars of one column (default: time relative to the baseline) per table; ch. 2."""
+    n = len(tables)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 3.2), sharex=True)
+    axes = [axes] if n == 1 else list(axes)
+    for ax, (name, table) in zip(axes, tables.items()):
+        labels = table.column("name")
+        values = table.column(value)
+        colours = ["0.6" if "clone" in lab else "C0" for lab in labels]
+        ax.barh(range(len(labels)), values, color=colours)
+        ax.set_yticks(range(len(labels)), labels, fontsize=9)
+        ax.invert_yaxis()
+        ax.axvline(1.0, color="k", lw=0.8, ls="--")
+        for k, v in enumerate(values):
+            ax.text(v, k, f" {v:.2f}x", va="center", fontsize=9)
+        ax.set_xlabel("time relative to x.clone() (lower is faster; 1 = copy floor)")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlim(0, max(max(values) * 1.25, 1.5))
+    fig.suptitle(title or "Channel shuffle implementations against the copy floor")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,75 @@
+"""A list of result rows that prints as text and renders as an HTML table in a notebook.
+
+Every measurement in the book comes back as a :class:`Table`, so a notebook shows it by ending a
+cell with it, and a test reads it like a list of dicts.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["Table"]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value == 0:
+            return "0"
+        if abs(value) >= 1e4 or abs(value) < 1e-3:
+            return f"{value:.3g}"
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
+    return str(value)
+
+
+class Table(list):
+    """Rows (dicts with the same keys) plus an optional title and footnote."""
+
+    def __init__(self, rows: Iterable[Mapping[str, Any]] = (), title: str = "", note: str = ""):
+        super().__init__(dict(r) for r in rows)
+        self.title = title
+        self.note = note
+
+    @property
+    def columns(self) -> list[str]:
+        cols: list[str] = []
+        for row in self:
+            cols.extend(k for k in row if k not in cols)
+        return cols
+
+    def column(self, name: str) -> list[Any]:
+        """The values of one column, in row order."""
+        if name not in self.columns:
+            raise KeyError(f"no column {name!r}; columns are {self.columns}")
+        return [row.get(name) for row in self]
+
+    def __str__(self) -> str:
+        cols = self.columns
+        cells = [[_fmt(r.get(c, "")) for c in cols] for r in self]
+        widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+        lines = [self.title] if self.title else []
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_html_(self) -> str:
+        cols = self.columns
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+
+        def cell(v: Any) -> str:
+            align = "right" if isinstance(v, (int, float)) and not isinstance(v, bool) else "left"
+            return f'<td style="text-align:{align}">{html.escape(_fmt(v))}</td>'
+
+        body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in self)
+        caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
+        note = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
+        return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"

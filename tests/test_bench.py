@@ -1,0 +1,360 @@
+import math
+import platform
+
+import pytest
+import torch
+from torch import nn
+
+from shufflelib.bench import (
+    MachineInfo,
+    Measurement,
+    compare,
+    group_conv_sweep,
+    machine_info,
+    measure,
+    pick_device,
+    shuffle_benchmark,
+    shuffle_split_benchmark,
+)
+from shufflelib.tables import Table
+
+FAST = {"min_run_time": 0.01}
+
+
+@pytest.fixture
+def no_accelerator(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+# machine_info and pick_device
+
+
+def test_machine_info_cpu():
+    info = machine_info("cpu")
+    assert isinstance(info, MachineInfo)
+    assert info.device == "cpu"
+    assert info.threads == torch.get_num_threads()
+    assert info.torch == torch.__version__
+    assert info.python == platform.python_version()
+    assert isinstance(info.cores, int) and info.cores >= 1
+    assert isinstance(info.cpu, str) and info.cpu
+    text = str(info)
+    assert torch.__version__ in text
+    assert "cpu" in text
+    assert platform.python_version() in text
+    assert f"{info.threads} torch threads" in text
+    assert "\n" not in text
+
+
+def test_machine_info_default_device(no_accelerator):
+    info = machine_info()
+    assert info.device == "cpu"
+    assert info == machine_info(torch.device("cpu"))
+
+
+def test_pick_device_without_accelerator(no_accelerator):
+    assert pick_device() == torch.device("cpu")
+
+
+def test_pick_device_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device() == torch.device("cuda")
+
+
+def test_pick_device_named_cpu():
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_pick_device_named_but_unavailable(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=f"'{name}'.*not available"):
+        pick_device(name)
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_pick_device_named_and_available(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device(name) == torch.device(name)
+
+
+@pytest.mark.parametrize("name", ["tpu", "CPU", "cuda:0", ""])
+def test_pick_device_unknown(name):
+    with pytest.raises(ValueError, match=repr(name)):
+        pick_device(name)
+
+
+# measure
+
+
+def check_measurement(m, label):
+    assert isinstance(m, Measurement)
+    assert m.label == label
+    assert math.isfinite(m.median) and m.median > 0
+    assert math.isfinite(m.iqr) and m.iqr >= 0
+    assert isinstance(m.runs, int) and m.runs >= 1
+    assert m.threads == torch.get_num_threads()
+    assert m.device == "cpu"
+
+
+def test_measure_function():
+    m = measure(lambda x: x * 2, torch.ones(8), **FAST)
+    check_measurement(m, "<lambda>")
+
+
+def test_measure_named_function_and_several_inputs():
+    m = measure(torch.add, (torch.ones(4), torch.ones(4)), **FAST)
+    check_measurement(m, "add")
+    m = measure(torch.add, [torch.ones(4), torch.ones(4)], label="sum of two", **FAST)
+    check_measurement(m, "sum of two")
+
+
+def test_measure_module():
+    model = nn.Linear(4, 2).eval()
+    m = measure(model, torch.ones(3, 4), **FAST)
+    check_measurement(m, "Linear")
+
+
+def test_measure_calls_the_function_with_the_inputs():
+    seen = []
+
+    def fn(a, b):
+        seen.append((a, b, torch.is_grad_enabled()))
+
+    x = torch.ones(2)
+    measure(fn, (x, 3), warmup=0, **FAST)
+    assert len(seen) >= 1
+    assert all(a is x and b == 3 and not grad for a, b, grad in seen)
+    seen.clear()
+    measure(fn, (x, 3), warmup=0, no_grad=False, **FAST)
+    assert all(grad for _, _, grad in seen)
+
+
+def test_measure_warmup_calls():
+    calls = []
+
+    def fn():
+        calls.append(1)
+
+    measure(fn, warmup=3, **FAST)
+    assert len(calls) >= 3 + 1
+
+
+def test_measure_threads_argument_and_restores_thread_count():
+    before = torch.get_num_threads()
+    m = measure(lambda x: x + 1, torch.ones(4), threads=1, **FAST)
+    assert m.threads == 1
+    assert torch.get_num_threads() == before
+
+
+def test_measurement_as_row():
+    m = Measurement(label="f", median=0.002, iqr=0.0005, runs=10, threads=1, device="cpu")
+    row = m.as_row()
+    assert row == {"name": "f", "median (ms)": 2.0, "IQR (ms)": 0.5, "runs": 10}
+    row = m.as_row("us")
+    assert row["median (us)"] == pytest.approx(2000.0)
+    assert row["IQR (us)"] == pytest.approx(500.0)
+    assert m.as_row("s")["median (s)"] == 0.002
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"min_run_time": 0}, ValueError, "min_run_time"),
+        ({"min_run_time": -1.0}, ValueError, "min_run_time"),
+        ({"min_run_time": "1"}, ValueError, "min_run_time"),
+        ({"warmup": -1}, ValueError, "warmup"),
+        ({"warmup": 1.5}, ValueError, "warmup"),
+        ({"threads": 0}, ValueError, "threads"),
+        ({"threads": 2.0}, ValueError, "threads"),
+    ],
+)
+def test_measure_bad_arguments_raise_before_calling(kwargs, error, match):
+    calls = []
+
+    def fn(x):
+        calls.append(x)
+
+    with pytest.raises(error, match=match):
+        measure(fn, torch.ones(2), **kwargs)
+    assert calls == []
+
+
+@pytest.mark.parametrize("fn", [None, 3, "x * 2", torch.ones(2)])
+def test_measure_non_callable(fn):
+    with pytest.raises(TypeError, match="callable"):
+        measure(fn, torch.ones(2), **FAST)
+
+
+# compare
+
+
+def three_candidates():
+    return {"a": lambda x: x + 1, "b": lambda x: x * 2, "c": lambda x: x.sum()}
+
+
+def test_compare_table():
+    table = compare(three_candidates(), torch.ones(8), baseline="a", rounds=2, title="t", **FAST)
+    assert isinstance(table, Table)
+    assert table.title == "t"
+    assert table.column("name") == ["a", "b", "c"]
+    assert table.columns == ["name", "median (ms)", "IQR (ms)", "ratio"]
+    assert table[0]["ratio"] == 1.0
+    for row in table:
+        assert math.isfinite(row["median (ms)"]) and row["median (ms)"] > 0
+        assert math.isfinite(row["IQR (ms)"]) and row["IQR (ms)"] >= 0
+        assert math.isfinite(row["ratio"]) and row["ratio"] > 0
+    assert torch.__version__ in table.note
+    assert "cpu" in table.note
+
+
+def test_compare_baseline_not_first_and_one_round():
+    table = compare(three_candidates(), (torch.ones(8),), baseline="c", rounds=1, **FAST)
+    assert table.column("name") == ["a", "b", "c"]
+    assert table[2]["ratio"] == 1.0
+    # One round: no spread.
+    assert table.column("IQR (ms)") == [0.0, 0.0, 0.0]
+    for row in table:
+        assert row["ratio"] == pytest.approx(row["median (ms)"] / table[2]["median (ms)"])
+
+
+def test_compare_unknown_baseline():
+    with pytest.raises(ValueError, match="'z'"):
+        compare(three_candidates(), torch.ones(8), baseline="z", rounds=1, **FAST)
+
+
+@pytest.mark.parametrize("rounds", [0, -1, 1.0, "2"])
+def test_compare_bad_rounds(rounds):
+    with pytest.raises(ValueError, match="rounds"):
+        compare(three_candidates(), torch.ones(8), baseline="a", rounds=rounds, **FAST)
+
+
+# shuffle_benchmark and shuffle_split_benchmark
+
+SHUFFLE_NAMES = ["clone", "shufflelib", "textbook", "ChannelShuffle", "gather"]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_shuffle_benchmark(channels_last):
+    shape = (2, 8, 4, 4)
+    table = shuffle_benchmark(shape=shape, groups=2, channels_last=channels_last, rounds=1, **FAST)
+    assert isinstance(table, Table)
+    names = table.column("name")
+    assert len(names) == len(SHUFFLE_NAMES)
+    for name, part in zip(names, SHUFFLE_NAMES, strict=True):
+        assert part in name
+    assert table.columns == ["name", "median (ms)", "IQR (ms)", "ratio", "GB/s"]
+    assert table[0]["ratio"] == 1.0
+    bytes_moved = 2 * 2 * 8 * 4 * 4 * 4  # read + write, float32
+    for row in table:
+        assert math.isfinite(row["median (ms)"]) and row["median (ms)"] > 0
+        assert math.isfinite(row["GB/s"]) and row["GB/s"] > 0
+        assert row["GB/s"] == pytest.approx(bytes_moved / (row["median (ms)"] * 1e-3) / 1e9)
+    assert "g=2" in table.title
+    assert str(shape) in table.title
+    assert ("channels_last" in table.title) == channels_last
+    assert "bytes moved" in table.note
+    assert torch.__version__ in table.note
+
+
+def test_shuffle_benchmark_other_groups():
+    table = shuffle_benchmark(shape=(1, 12, 2, 2), groups=3, device="cpu", rounds=1, **FAST)
+    assert len(table) == 5
+    assert "g=3" in table.title
+
+
+def test_shuffle_split_benchmark():
+    shape = (2, 8, 4, 4)
+    table = shuffle_split_benchmark(shape=shape, rounds=1, **FAST)
+    names = table.column("name")
+    assert len(names) == 3
+    assert "clone" in names[0]
+    assert "shuffle, split" in names[1]
+    assert "shuffle_split" in names[2]
+    assert table[0]["ratio"] == 1.0
+    for row in table:
+        assert math.isfinite(row["median (ms)"]) and row["median (ms)"] > 0
+        assert row["ratio"] > 0
+    assert str(shape) in table.title
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 4), (2, 8, 4, 4, 1), (8,)])
+def test_benchmarks_wrong_rank(shape):
+    with pytest.raises(ValueError, match="shape"):
+        shuffle_benchmark(shape=shape, rounds=1, **FAST)
+    with pytest.raises(ValueError, match="shape"):
+        shuffle_split_benchmark(shape=shape, rounds=1, **FAST)
+
+
+def test_benchmarks_channels_not_divisible():
+    with pytest.raises(ValueError, match=r"\b6\b.*\b4\b"):
+        shuffle_benchmark(shape=(2, 6, 4, 4), groups=4, rounds=1, **FAST)
+    with pytest.raises(ValueError, match=r"\b6\b"):
+        shuffle_split_benchmark(shape=(2, 6, 4, 4), rounds=1, **FAST)
+
+
+def test_shuffle_benchmark_bad_rounds():
+    with pytest.raises(ValueError, match="rounds"):
+        shuffle_benchmark(shape=(2, 8, 4, 4), rounds=0, **FAST)
+
+
+# group_conv_sweep
+
+
+def test_group_conv_sweep():
+    channels, size = 8, 4
+    table = group_conv_sweep(channels, size, batch=1, groups=[1, 2, 8], device="cpu", **FAST)
+    assert table.column("g") == [1, 2, 8]
+    assert table.column("weight shape") == [(8, 8, 1, 1), (8, 4, 1, 1), (8, 1, 1, 1)]
+    assert table.column("params") == [64, 32, 8]
+    assert table.column("MAdds") == [64 * 16, 32 * 16, 8 * 16]
+    for row in table:
+        assert math.isfinite(row["median (ms)"]) and row["median (ms)"] > 0
+        assert row["IQR (ms)"] >= 0
+        assert row["GMAdd/s"] > 0
+    assert torch.__version__ in table.note
+
+
+def test_group_conv_sweep_kernel_size():
+    table = group_conv_sweep(4, 3, kernel_size=3, batch=2, groups=[4], device="cpu", **FAST)
+    assert table.column("params") == [9 * 4]
+    assert table.column("MAdds") == [9 * 4 * 3 * 3 * 2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"groups": [3]}, r"\b3\b"),
+        ({"groups": [0]}, r"\b0\b"),
+        ({"groups": [True]}, "True"),
+        ({"kernel_size": 2}, "kernel_size"),
+        ({"kernel_size": 0}, "kernel_size"),
+    ],
+)
+def test_group_conv_sweep_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        group_conv_sweep(8, 4, device="cpu", **{**FAST, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"threads": True}, {"min_run_time": True}, {"warmup": True}, {"threads": 1.0}]
+)
+def test_measure_rejects_bools_and_floats_before_running(kwargs):
+    calls = []
+    with pytest.raises(ValueError, match=repr(next(iter(kwargs.values())))):
+        measure(lambda: calls.append(1), (), **kwargs)
+    assert calls == [], "nothing may run before the arguments are checked"
+
+
+def test_measurement_as_row_units():
+    m = Measurement(label="f", median=0.002, iqr=0.0005, runs=10, threads=1, device="cpu")
+    assert m.as_row("ms")["median (ms)"] == pytest.approx(2.0)
+    assert m.as_row("us")["IQR (us)"] == pytest.approx(500.0)
+    with pytest.raises(ValueError, match="'ns'"):
+        m.as_row("ns")

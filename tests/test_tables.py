@@ -1,0 +1,135 @@
+import re
+
+import pytest
+
+from shufflelib.tables import Table
+
+
+def make_table():
+    rows = [
+        {"name": "alpha", "time (ms)": 1.5, "count": 3},
+        {"name": "b<c & d", "time (ms)": 0.25, "count": 20000},
+    ]
+    return Table(rows, title="My title", note="measured on a test machine")
+
+
+def test_table_is_a_list_of_row_dicts():
+    table = make_table()
+    assert isinstance(table, list)
+    assert len(table) == 2
+    assert table[0] == {"name": "alpha", "time (ms)": 1.5, "count": 3}
+    assert table.title == "My title"
+    assert table.note == "measured on a test machine"
+
+
+def test_table_copies_rows():
+    source = [{"a": 1}]
+    table = Table(source)
+    source[0]["a"] = 99
+    assert table[0]["a"] == 1
+
+
+def test_table_from_generator_and_defaults():
+    table = Table({"k": k} for k in range(3))
+    assert table.column("k") == [0, 1, 2]
+    assert table.title == ""
+    assert table.note == ""
+
+
+def test_columns_in_first_seen_order():
+    table = make_table()
+    assert table.columns == ["name", "time (ms)", "count"]
+    ragged = Table([{"a": 1}, {"b": 2, "a": 3}, {"c": 4}])
+    assert ragged.columns == ["a", "b", "c"]
+    assert ragged.column("b") == [None, 2, None]
+    assert Table().columns == []
+
+
+def test_column_values_in_row_order():
+    table = make_table()
+    assert table.column("name") == ["alpha", "b<c & d"]
+    assert table.column("time (ms)") == [1.5, 0.25]
+    assert table.column("count") == [3, 20000]
+
+
+def test_column_reads_rows_added_later():
+    table = make_table()
+    table.append({"name": "gamma", "extra": True})
+    assert table.column("extra") == [None, None, True]
+
+
+def test_unknown_column():
+    with pytest.raises(KeyError, match="nope"):
+        make_table().column("nope")
+    with pytest.raises(KeyError):
+        Table().column("a")
+
+
+def test_str_contains_title_note_and_values():
+    text = str(make_table())
+    lines = text.splitlines()
+    assert lines[0] == "My title"
+    assert lines[-1] == "measured on a test machine"
+    for column in ("name", "time (ms)", "count"):
+        assert column in lines[1]
+    assert set(lines[2]) == {"-", " "}
+    assert "alpha" in lines[3] and "1.500" in lines[3] and lines[3].rstrip().endswith("3")
+    assert "b<c & d" in lines[4] and "0.250" in lines[4] and "20,000" in lines[4]
+    assert len(lines) == 6
+    assert repr(make_table()) == text
+
+
+def test_str_without_title_or_note_starts_with_header():
+    lines = str(Table([{"x": 1}])).splitlines()
+    assert lines == ["x", "-", "1"]
+
+
+def test_str_formats_numbers():
+    table = Table([{"v": v} for v in (0.0, 12345.0, 0.0001, 2.5, 42.25, 1234, 123456, "s", True)])
+    values = [line.strip() for line in str(table).splitlines()[2:]]
+    assert values == ["0", "1.23e+04", "0.0001", "2.500", "42.2", "1234", "123,456", "s", "True"]
+
+
+def test_str_missing_cells_are_blank():
+    lines = str(Table([{"a": 1, "b": 2}, {"a": 3}])).splitlines()
+    assert lines[3].split() == ["3"]
+
+
+def test_columns_aligned():
+    lines = str(make_table()).splitlines()[1:-1]
+    assert len({len(line) for line in lines}) == 1
+
+
+def cells(html, tag):
+    return re.findall(rf"<{tag}(?: [^>]*)?>(.*?)</{tag}>", html)
+
+
+def test_repr_html():
+    html = make_table()._repr_html_()
+    assert html.startswith("<table>")
+    assert "</table>" in html
+    assert "<caption>My title</caption>" in html
+    assert cells(html, "th") == ["name", "time (ms)", "count"]
+    assert cells(html, "td") == ["alpha", "1.500", "3", "b&lt;c &amp; d", "0.250", "20,000"]
+    assert "b<c" not in html
+    assert "<small>measured on a test machine</small>" in html
+    assert html.count("<tr>") == 3
+
+
+def test_repr_html_escapes_title_note_and_header():
+    table = Table([{"<col>": "<v>"}], title="a<b", note="x>y")
+    html = table._repr_html_()
+    assert "<caption>a&lt;b</caption>" in html
+    assert cells(html, "th") == ["&lt;col&gt;"]
+    assert cells(html, "td") == ["&lt;v&gt;"]
+    assert "x&gt;y" in html
+    assert "<v>" not in html and "<col>" not in html
+
+
+def test_repr_html_without_title_or_note():
+    html = Table([{"a": 1}, {"b": 2}])._repr_html_()
+    assert "<caption>" not in html
+    assert "<small>" not in html
+    assert html.endswith("</table>")
+    assert cells(html, "th") == ["a", "b"]
+    assert cells(html, "td") == ["1", "", "", "2"]
