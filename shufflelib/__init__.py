@@ -54,5 +54,5 @@ def setup(seed: int = 0, device: str | None = None, quiet: bool = False) -> torc
     seed_everything(seed)
     dev = pick_device(device)
     if not quiet:
-        print(f"shufflelib {__version__} | {machine_info(dev)}")
+        print(machine_info(dev))
     return dev

@@ -112,7 +112,7 @@ class MachineInfo:
 
     def __str__(self) -> str:
         return (
-            f"{self.cpu} | {self.cores} cores, {self.threads} torch threads | device {self.device}"
+            f"{self.cpu} ({self.cores} cores, {self.threads} threads) | device {self.device}"
             f" | torch {self.torch} | Python {self.python}"
         )
 

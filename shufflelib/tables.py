@@ -12,6 +12,8 @@ from typing import Any
 
 __all__ = ["Table"]
 
+PAD = "padding:0.2em 0.8em"
+
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
@@ -63,11 +65,11 @@ class Table(list):
 
     def _repr_html_(self) -> str:
         cols = self.columns
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+        head = "".join(f'<th style="{PAD}">{html.escape(c)}</th>' for c in cols)
 
         def cell(v: Any) -> str:
             align = "right" if isinstance(v, (int, float)) and not isinstance(v, bool) else "left"
-            return f'<td style="text-align:{align}">{html.escape(_fmt(v))}</td>'
+            return f'<td style="text-align:{align};{PAD}">{html.escape(_fmt(v))}</td>'
 
         body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in self)
         caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""

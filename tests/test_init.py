@@ -34,8 +34,9 @@ def test_setup_prints_one_line(no_accelerator, capsys):
     assert len(lines) == 1
     assert "torch" in lines[0]
     assert torch.__version__ in lines[0]
-    assert shufflelib.__version__ in lines[0]
-    assert "cpu" in lines[0]
+    assert shufflelib.bench.machine_info("cpu").cpu in lines[0]  # the CPU model
+    assert f"{torch.get_num_threads()} threads" in lines[0]
+    assert "device cpu" in lines[0]
 
 
 def draws():
