@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .cost import count_params, madds
+from .cost import count_params, mac, madds
 from .ops import channel_shuffle, channel_split, shuffle_permutation, shuffle_split
 from .tables import Table
 
@@ -32,6 +32,9 @@ __all__ = [
     "shuffle_benchmark",
     "shuffle_split_benchmark",
     "group_conv_sweep",
+    "Roofline",
+    "roofline_probe",
+    "operator_roofline",
 ]
 
 
@@ -233,12 +236,15 @@ def compare(
     rounds: int = 5,
     min_run_time: float = 0.2,
     title: str = "",
+    device: torch.device | str | None = None,
 ) -> Table:
     """Time several functions on the same inputs, side by side, in interleaved rounds.
 
     Each round times every candidate once; its ratio to ``baseline`` (time / baseline time) is
     taken within the round, so slow drifts of a shared machine cancel. The table gives the median
-    time, the IQR over rounds, and the median ratio (column ``ratio``).
+    time, the IQR over rounds, and the median ratio (column ``ratio``). Candidates that need
+    different inputs can be closures taking none (``inputs=()``); then pass ``device`` so the
+    machine line names it.
     """
     if baseline not in candidates:
         raise ValueError(f"baseline {baseline!r} is not one of the candidates {list(candidates)}")
@@ -262,7 +268,8 @@ def compare(
                 "ratio": statistics.median(ratios),
             }
         )
-    return Table(rows, title=title, note=str(machine_info(_device_of(inputs))))
+    device = device if device is not None else _device_of(inputs)
+    return Table(rows, title=title, note=str(machine_info(device)))
 
 
 def _textbook_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -419,4 +426,153 @@ def group_conv_sweep(
         f"{kernel_size}x{kernel_size} convolution {channels}->{channels} channels, "
         f"input ({batch}, {channels}, {size}, {size}), {device}"
     )
+    return Table(rows, title=title, note=str(machine_info(device)))
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """A machine's two ceilings: peak multiply-add rate and memory bandwidth; chapter 3.
+
+    An operator with arithmetic intensity ``I`` (multiply-adds per byte moved) can run at most at
+    ``min(peak, I * bandwidth)`` multiply-adds per second (Williams et al., 2009).
+    """
+
+    peak_madds: float  # multiply-adds per second, from a large float32 matrix product
+    bandwidth: float  # bytes per second (read + write), from a copy far larger than the caches
+    device: str
+    matmul_size: int
+    copy_bytes: int
+    cache_bandwidth: float = float("nan")  # the same for a copy small enough to stay in cache
+    cache_copy_bytes: int = 0
+
+    @property
+    def ridge(self) -> float:
+        """Intensity (MAdd/byte) where the two ceilings meet: below it, memory bound."""
+        return self.peak_madds / self.bandwidth
+
+    def attainable(self, intensity: float) -> float:
+        """The roofline: the best MAdd/s an operator of this intensity can reach here."""
+        return min(self.peak_madds, intensity * self.bandwidth)
+
+    def __str__(self) -> str:
+        return (
+            f"peak {self.peak_madds / 1e9:.1f} GMAdd/s ({self.matmul_size}^2 float32 matmul), "
+            f"bandwidth {self.bandwidth / 1e9:.1f} GB/s ({self.copy_bytes / 2**20:.0f} MiB copy)\n"
+            f"ridge {self.ridge:.2f} MAdd/byte; in-cache copy "
+            f"{self.cache_bandwidth / 1e9:.1f} GB/s "
+            f"({self.cache_copy_bytes / 2**20:.0f} MiB copy); device {self.device}"
+        )
+
+
+def roofline_probe(
+    device: torch.device | str | None = None,
+    *,
+    matmul_size: int | None = None,
+    copy_mib: int | None = None,
+    cache_mib: int = 2,
+    min_run_time: float = 0.5,
+) -> Roofline:
+    """Measure this machine's peak multiply-add rate and copy bandwidth, in a few seconds; ch. 3.
+
+    Peak: a square float32 matrix product (``n^3`` multiply-adds), the best case for arithmetic.
+    Bandwidth: ``dst.copy_(src)`` on buffers far larger than the caches, counting bytes read plus
+    bytes written. Both are medians from :func:`measure` with the current thread count. A copy of
+    ``cache_mib`` (small enough to stay in the caches) gives the bandwidth that small tensors see.
+    """
+    device = pick_device() if device is None else torch.device(device)
+    big = device.type != "cpu"
+    n = matmul_size if matmul_size is not None else (8192 if big else 2048)
+    mib = copy_mib if copy_mib is not None else (1024 if big else 256)
+    if _not_int(n) or n < 64:
+        raise ValueError(f"matmul_size must be an int >= 64, got {n!r}")
+    if _not_int(mib) or mib < 1:
+        raise ValueError(f"copy_mib must be an int >= 1, got {mib!r}")
+    if _not_int(cache_mib) or cache_mib < 1:
+        raise ValueError(f"cache_mib must be an int >= 1, got {cache_mib!r}")
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    mm = measure(torch.mm, (a, b), label="matmul", min_run_time=min_run_time)
+    del a, b
+    src = torch.ones(mib * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    cp = measure(dst.copy_, (src,), label="copy", min_run_time=min_run_time)
+    del src, dst
+    small = torch.ones(cache_mib * 2**20 // 4, device=device)
+    small_dst = torch.empty_like(small)
+    cache = measure(small_dst.copy_, (small,), label="copy", min_run_time=min_run_time)
+    return Roofline(
+        cache_bandwidth=2 * small.numel() * 4 / cache.median,
+        cache_copy_bytes=small.numel() * 4,
+        peak_madds=n**3 / mm.median,
+        bandwidth=2 * mib * 2**20 / cp.median,
+        device=str(device),
+        matmul_size=n,
+        copy_bytes=mib * 2**20,
+    )
+
+
+class _Elementwise(torch.nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "ReLU":
+            return torch.relu(x)
+        if self.kind == "add":
+            return x + x
+        if self.kind == "concat":
+            return torch.cat((x, x), dim=1)
+        return channel_shuffle(x, 2)
+
+
+def operator_roofline(
+    device: torch.device | str | None = None,
+    *,
+    size: int = 28,
+    batch: int = 8,
+    min_run_time: float = 0.2,
+) -> Table:
+    """The chapter 3 operators, each counted (MAdds, MAC) and timed, ready for the roofline.
+
+    1x1 convolutions at three widths, a 3x3 depthwise convolution, 1x1 group convolutions with
+    g = 1, 2, 4, 8 at 256 channels, and the operators with no arithmetic (kind "no arithmetic"):
+    ReLU, add, concat and channel shuffle (128 channels), all on a ``(batch, C, size, size)`` input.
+    """
+    device = pick_device() if device is None else torch.device(device)
+    if _not_int(size) or size < 1 or _not_int(batch) or batch < 1:
+        raise ValueError(f"size and batch must be ints >= 1, got size={size!r}, batch={batch!r}")
+
+    def conv(c_in: int, c_out: int, k: int = 1, g: int = 1) -> torch.nn.Module:
+        return torch.nn.Conv2d(c_in, c_out, k, padding=k // 2, groups=g, bias=False)
+
+    ops_: list[tuple[str, str, torch.nn.Module, int]] = [
+        *[(f"1x1 {c}->{c}", "1x1 conv", conv(c, c), c) for c in (32, 128, 512)],
+        ("3x3 depthwise 128", "depthwise", conv(128, 128, 3, 128), 128),
+        *[(f"1x1 256, g={g}", "group conv", conv(256, 256, 1, g), 256) for g in (1, 2, 4, 8)],
+        *[(kind, "no arithmetic", _Elementwise(kind), 128) for kind in ("ReLU", "add", "concat")],
+        ("channel shuffle", "no arithmetic", _Elementwise("shuffle"), 128),
+    ]
+    rows = []
+    for name, family, module, channels in ops_:
+        module = module.to(device).eval()
+        shape = (batch, channels, size, size)
+        x = torch.randn(*shape, device=device)
+        work = madds(module, shape)
+        moved = mac(module, shape).bytes
+        m = measure(module, x, label=name, min_run_time=min_run_time)
+        rows.append(
+            {
+                "operator": name,
+                "kind": family,
+                "MAdds": work,
+                "MAC (bytes)": moved,
+                "MAdd/byte": work / moved,
+                "median (ms)": m.median * 1e3,
+                "IQR (ms)": m.iqr * 1e3,
+                "GMAdd/s": work / m.median / 1e9,
+                "GB/s": moved / m.median / 1e9,
+            }
+        )
+    title = f"operators on input (batch {batch}, C, {size}, {size}), float32, {device}"
     return Table(rows, title=title, note=str(machine_info(device)))

@@ -1,18 +1,33 @@
-"""What a network costs on paper: parameters and multiply-adds (the papers' "FLOPs").
+"""What a network costs on paper: parameters, multiply-adds (the papers' "FLOPs") and memory access.
 
-Chapter 1 checks these counts against the group-convolution formulas; chapter 3 adds the
-memory access cost.
+Chapter 1 checks the counts against the group-convolution formulas; chapter 3 derives the memory
+access cost (MAC) of ShuffleNet V2 and places each layer on the roofline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
-__all__ = ["count_params", "madds"]
+from .tables import Table
+
+__all__ = [
+    "count_params",
+    "madds",
+    "MemoryAccess",
+    "mac",
+    "layer_report",
+    "pointwise_mac",
+    "mac_vs_ratio",
+    "mac_vs_groups",
+]
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -57,3 +72,234 @@ def madds(model: nn.Module, input_size: Sequence[int]) -> int:
         for m, training in modes.items():
             m.training = training
     return counter.get_total_flops() // 2
+
+
+@dataclass(frozen=True)
+class MemoryAccess:
+    """Memory access cost: elements read and written, and the same in bytes."""
+
+    elements: int
+    bytes: int
+
+
+@dataclass
+class _OpRecord:
+    module: str
+    module_type: str
+    op: str
+    madds: int
+    elements: int
+    bytes: int
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+
+
+class _CostMode(TorchDispatchMode):
+    """Sees every aten operator a forward pass runs and records its MAdds and memory access.
+
+    No library counts the ShuffleNet V2 paper's MAC, so this is ours: an operator's MAC is the
+    number of elements of every tensor it reads (inputs, weights) plus every tensor it writes
+    (outputs). View operators (reshape, transpose, chunk, ...) move no data and cost nothing.
+    Multiply-adds come from ``torch.utils.flop_counter``'s own per-operator formulas.
+    """
+
+    def __init__(self, stack: list[tuple[str, str]]):
+        super().__init__()
+        self.stack = stack
+        self.records: list[_OpRecord] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func.is_view or func._overloadpacket in _FREE_OPS:
+            return out
+        ins = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        outs = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor)]
+        if func._schema.is_mutable:  # in-place (relu_, add_): the written input is the output
+            outs = outs[:1]
+        else:
+            storages = {t.untyped_storage().data_ptr() for t in ins}
+            if outs and all(t.untyped_storage().data_ptr() in storages for t in outs):
+                return out  # an alias of an input (e.g. _unsafe_view): no data moved
+        elements = sum(t.numel() for t in ins) + sum(t.numel() for t in outs)
+        nbytes = sum(t.numel() * t.element_size() for t in ins + outs)
+        flops = 0
+        counter = flop_registry.get(func._overloadpacket)
+        if counter is not None:
+            flops = counter(*args, **kwargs, out_val=out)
+        module, module_type = self.stack[-1]
+        first_in = next((t for t in ins if t.dim() > 0), None)
+        self.records.append(
+            _OpRecord(
+                module=module,
+                module_type=module_type,
+                op=func._overloadpacket.__name__,
+                madds=flops // 2,
+                elements=elements,
+                bytes=nbytes,
+                in_shape=tuple(first_in.shape) if first_in is not None else (),
+                out_shape=tuple(outs[0].shape) if outs else (),
+            )
+        )
+        return out
+
+
+# Operators that neither compute nor move tensor data.
+_FREE_OPS = {
+    torch.ops.aten.detach,
+    torch.ops.aten.lift_fresh,
+    torch.ops.aten.empty,
+    torch.ops.aten.empty_like,
+    torch.ops.aten.empty_strided,
+}
+
+
+def _trace(model: nn.Module, input_size: Sequence[int]) -> list[_OpRecord]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    size = _check_size(input_size)
+    try:
+        param = next(model.parameters())
+        device, dtype = param.device, param.dtype
+    except StopIteration:
+        device, dtype = torch.device("cpu"), torch.get_default_dtype()
+    x = torch.zeros(size, device=device, dtype=dtype)
+    stack: list[tuple[str, str]] = [("(input)", type(model).__name__)]
+
+    def enter(label: str):
+        def hook(module: nn.Module, args: Any) -> None:
+            stack.append((label, type(module).__name__))
+
+        return hook
+
+    def leave(module: nn.Module, args: Any, output: Any) -> None:
+        stack.pop()  # a forward hook must return None, or it replaces the output
+
+    handles = []
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(enter(name or "(model)")))
+        handles.append(module.register_forward_hook(leave))
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    mode = _CostMode(stack)
+    try:
+        with torch.no_grad(), mode:
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes.items():
+            m.training = training
+    return mode.records
+
+
+def mac(model: nn.Module, input_size: Sequence[int]) -> MemoryAccess:
+    """Memory access cost of one forward pass, the ShuffleNet V2 paper's definition; chapter 3.
+
+    Every operator's inputs, weights and outputs, summed (elements, and bytes at the model's
+    dtype). For a bias-free 1x1 convolution from ``c1`` to ``c2`` channels on an ``h x w`` map this
+    is ``hw(c1 + c2) + c1 c2``, the paper's Eq. 1. Runs in eval mode (BatchNorm uses its
+    statistics).
+    """
+    records = _trace(model, input_size)
+    return MemoryAccess(sum(r.elements for r in records), sum(r.bytes for r in records))
+
+
+def layer_report(model: nn.Module, input_size: Sequence[int]) -> Table:
+    """One row per layer: type, shapes, MAdds, MAC and arithmetic intensity; chapters 3 and 7.
+
+    A layer is a leaf module (a convolution, a BatchNorm, a ReLU). Work a module does itself
+    outside its children, such as the concatenation and channel shuffle in a ShuffleNet unit, gets
+    a row of its own named ``module:operator``. Intensity is multiply-adds per byte of MAC.
+    """
+    records = _trace(model, input_size)
+    rows: list[dict[str, Any]] = []
+    index: dict[str, int] = {}
+    leaves = {name or "(model)" for name, m in model.named_modules() if not list(m.children())}
+    for r in records:
+        key = r.module if r.module in leaves else f"{r.module}:{r.op}"
+        if key not in index:
+            index[key] = len(rows)
+            layer_type = r.module_type if r.module in leaves else r.op
+            rows.append(
+                {
+                    "layer": key,
+                    "type": layer_type,
+                    "input": r.in_shape,
+                    "output": r.out_shape,
+                    "MAdds": 0,
+                    "MAC (elements)": 0,
+                    "MAC (bytes)": 0,
+                }
+            )
+        row = rows[index[key]]
+        row["MAdds"] += r.madds
+        row["MAC (elements)"] += r.elements
+        row["MAC (bytes)"] += r.bytes
+        row["output"] = r.out_shape
+    for row in rows:
+        row["MAdd/byte"] = row["MAdds"] / row["MAC (bytes)"] if row["MAC (bytes)"] else 0.0
+    total = (
+        f"{sum(r['MAdds'] for r in rows):,} MAdds, {sum(r['MAC (bytes)'] for r in rows):,} bytes"
+    )
+    return Table(rows, title=f"{type(model).__name__} on input {tuple(input_size)}", note=total)
+
+
+def _positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def pointwise_mac(h: float, w: float, c1: float, c2: float, groups: float = 1) -> float:
+    """MAC of a bias-free 1x1 (group) convolution: ``hw(c1 + c2) + c1 c2 / g``; chapter 3.
+
+    The ShuffleNet V2 paper's Eq. 1 (g = 1) and Eq. 2: the input and output feature maps plus
+    the weights, in elements. Real-valued inputs are allowed so the formula can be plotted.
+    """
+    for name, v in (("h", h), ("w", w), ("c1", c1), ("c2", c2), ("groups", groups)):
+        _positive(name, v)
+    return h * w * (c1 + c2) + c1 * c2 / groups
+
+
+def mac_vs_ratio(h: int, w: int, flops: float, ratios: Sequence[float]) -> Table:
+    """G1: MAC of a 1x1 convolution at fixed FLOPs ``B = hw c1 c2`` as ``c2 / c1`` varies; ch. 3.
+
+    For each ratio ``r = c2 / c1`` the channels solve ``hw c1 (r c1) = B``; the lower bound
+    ``2 sqrt(hw B) + B / hw`` is reached at ``r = 1``.
+    """
+    hw = _positive("h", h) * _positive("w", w)
+    flops = _positive("flops", flops)
+    rows = []
+    for r in ratios:
+        r = _positive("ratio", r)
+        c1 = (flops / (hw * r)) ** 0.5
+        c2 = r * c1
+        rows.append(
+            {
+                "c2/c1": r,
+                "c1": c1,
+                "c2": c2,
+                "MAC": pointwise_mac(h, w, c1, c2),
+                "lower bound": 2 * (hw * flops) ** 0.5 + flops / hw,
+            }
+        )
+    return Table(rows, title=f"1x1 convolution, {h}x{w} map, B = {flops:,.0f} MAdds fixed")
+
+
+def mac_vs_groups(h: int, w: int, c1: int, flops: float, groups: Sequence[int]) -> Table:
+    """G2: MAC of a 1x1 group convolution at fixed FLOPs and input width as g grows; chapter 3.
+
+    With ``B = hw c1 c2 / g`` and ``c1`` fixed, the output width is ``c2 = B g / (hw c1)`` and
+    ``MAC = hw c1 + B g / c1 + B / hw``, which grows linearly with ``g``.
+    """
+    hw = _positive("h", h) * _positive("w", w)
+    c1 = _positive("c1", c1)
+    flops = _positive("flops", flops)
+    rows = []
+    for g in groups:
+        if isinstance(g, bool) or not isinstance(g, int) or g < 1:
+            raise ValueError(f"every group count must be an int >= 1, got {g!r}")
+        c2 = flops * g / (hw * c1)
+        rows.append({"g": g, "c1": c1, "c2": c2, "MAC": pointwise_mac(h, w, c1, c2, g)})
+    return Table(rows, title=f"1x1 group convolution, {h}x{w} map, c1 = {c1:g}, B = {flops:,.0f}")

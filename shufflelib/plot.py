@@ -6,6 +6,7 @@ Each returns the matplotlib ``Figure``; notebooks end the cell with ``;`` so it 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import torch
@@ -14,12 +15,17 @@ from matplotlib.patches import Rectangle
 
 from .tables import Table
 
+if TYPE_CHECKING:
+    from .bench import Roofline
+
 __all__ = [
     "weight_blocks",
     "connectivity",
     "permutation",
     "cost_vs_groups",
     "benchmark_bars",
+    "mac_curves",
+    "roofline",
 ]
 
 GROUP_COLOURS = plt.get_cmap("tab10").colors
@@ -42,7 +48,7 @@ def weight_blocks(dense_weights: Mapping[str, torch.Tensor], groups: Sequence[in
     for ax, (name, w), g in zip(axes, dense_weights.items(), groups):
         m = w.detach().abs().sum(dim=(2, 3)).cpu()
         cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")  # masked (zero) entries: grey
-        ax.imshow(torch.where(m == 0, float("nan"), m), cmap=cmap, interpolation="nearest")
+        ax.imshow(torch.where(m == 0, float("nan"), m).numpy(), cmap=cmap, interpolation="nearest")
         _group_lines(ax, m.shape[0], g)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("input channel")
@@ -61,7 +67,7 @@ def connectivity(
     axes = [axes] if n == 1 else list(axes)
     for k, (ax, (name, m)) in enumerate(zip(axes, matrices.items())):
         m = m.cpu()
-        ax.imshow(m.float(), cmap="Blues", vmin=0, vmax=1.3, interpolation="nearest")
+        ax.imshow(m.float().numpy(), cmap="Blues", vmin=0, vmax=1.3, interpolation="nearest")
         if groups is not None:
             _group_lines(ax, m.shape[0], groups[k])
         seen = m.sum(dim=1).float().mean().item()
@@ -152,5 +158,109 @@ def benchmark_bars(tables: Mapping[str, Table], value: str = "ratio", title: str
         ax.set_title(name, fontsize=10)
         ax.set_xlim(0, max(max(values) * 1.25, 1.5))
     fig.suptitle(title or "Channel shuffle implementations against the copy floor")
+    fig.tight_layout()
+    return fig
+
+
+def mac_curves(by_ratio: Table, by_groups: Table, checked: Table | None = None) -> Figure:
+    """G1 and G2 at fixed FLOPs: MAC against c2/c1, and MAC against g; chapter 3.
+
+    ``checked`` (optional) holds integer configurations whose MAC was counted by
+    :func:`shufflelib.cost.mac`; they are drawn as markers on the curves.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(by_ratio.column("c2/c1"), by_ratio.column("MAC"), "-", label="MAC (Eq. 1)")
+    left.plot(
+        by_ratio.column("c2/c1"),
+        by_ratio.column("lower bound"),
+        "--",
+        color="0.4",
+        label=r"bound $2\sqrt{hwB} + B/hw$",
+    )
+    if checked is not None:
+        left.plot(
+            checked.column("c2/c1"),
+            checked.column("MAC"),
+            "o",
+            color="C3",
+            label="counted by cost.mac",
+        )
+    left.set_xscale("log", base=2)
+    left.set_xlabel("c2 / c1 (log scale)")
+    left.set_ylabel("MAC (elements)")
+    left.set_title("G1: MAC is smallest at c1 = c2")
+    left.legend(fontsize=8)
+    right.plot(by_groups.column("g"), by_groups.column("MAC"), "o-", color="C1")
+    right.set_xscale("log", base=2)
+    right.set_xlabel("groups g (log scale)")
+    right.set_ylabel("MAC (elements)")
+    right.set_title("G2: MAC grows with g")
+    fig.suptitle("Memory access cost of a 1x1 convolution at fixed multiply-adds B")
+    fig.tight_layout()
+    return fig
+
+
+def roofline(roof: Roofline, operators: Table) -> Figure:
+    """This machine's roofline with measured operators on it, and data movement beside it; ch. 3."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), width_ratios=[1.4, 1])
+    compute = [r for r in operators if r["MAdds"] > 0]
+    xs = [r["MAdd/byte"] for r in compute]
+    lo, hi = min(xs + [roof.ridge]) / 4, max(xs + [roof.ridge]) * 4
+    grid = [lo * (hi / lo) ** (k / 200) for k in range(201)]
+    left.plot(
+        grid,
+        [roof.attainable(x) / 1e9 for x in grid],
+        "k-",
+        lw=2,
+        label=f"roofline (DRAM {roof.bandwidth / 1e9:.0f} GB/s)",
+    )
+    if roof.cache_copy_bytes:
+        left.plot(
+            grid,
+            [min(roof.peak_madds, x * roof.cache_bandwidth) / 1e9 for x in grid],
+            "k:",
+            lw=1,
+            label=f"in-cache copy {roof.cache_bandwidth / 1e9:.0f} GB/s",
+        )
+    kinds = sorted({r["kind"] for r in compute})
+    for k, kind in enumerate(kinds):
+        rows = [r for r in compute if r["kind"] == kind]
+        left.plot(
+            [r["MAdd/byte"] for r in rows],
+            [r["GMAdd/s"] for r in rows],
+            "o",
+            color=f"C{k}",
+            label=kind,
+        )
+        for r in rows:
+            left.annotate(
+                r["operator"],
+                (r["MAdd/byte"], r["GMAdd/s"]),
+                fontsize=7,
+                xytext=(4, -3),
+                textcoords="offset points",
+            )
+    left.axvline(roof.ridge, color="0.6", ls="--", lw=0.8)
+    left.set_xscale("log")
+    left.set_yscale("log")
+    left.set_xlabel("arithmetic intensity (multiply-adds per byte of MAC, log scale)")
+    left.set_ylabel("GMAdd/s (log scale)")
+    left.set_title("Operators with arithmetic: measured vs the roofline")
+    left.legend(fontsize=7, loc="lower right")
+    moving = [r for r in operators if r["MAdds"] == 0]  # kind "no arithmetic"
+    names = [r["operator"] for r in moving]
+    right.barh(range(len(moving)), [r["GB/s"] for r in moving], color="C4")
+    right.set_yticks(range(len(moving)), names)
+    right.invert_yaxis()
+    right.axvline(roof.bandwidth / 1e9, color="k", lw=2, label="DRAM copy")
+    if roof.cache_copy_bytes:
+        right.axvline(roof.cache_bandwidth / 1e9, color="k", ls=":", label="in-cache copy")
+    right.set_xlabel("achieved GB/s (MAC bytes / time)")
+    right.set_title("No arithmetic: only bandwidth matters")
+    right.legend(fontsize=8)
+    fig.suptitle(
+        f"Roofline of this machine ({roof.device}): peak {roof.peak_madds / 1e9:.0f} GMAdd/s, "
+        f"ridge at {roof.ridge:.1f} MAdd/byte"
+    )
     fig.tight_layout()
     return fig

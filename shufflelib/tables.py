@@ -74,4 +74,7 @@ class Table(list):
         body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in self)
         caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
         note = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
-        return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{note}"
+        return (
+            f'<table style="font-size:0.85em">{caption}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table>{note}"
+        )

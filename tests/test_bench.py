@@ -358,3 +358,52 @@ def test_measurement_as_row_units():
     assert m.as_row("us")["IQR (us)"] == pytest.approx(500.0)
     with pytest.raises(ValueError, match="'ns'"):
         m.as_row("ns")
+
+
+# The roofline (chapter 3)
+
+
+def test_roofline_probe_small_and_its_algebra():
+    from shufflelib.bench import Roofline, roofline_probe
+
+    roof = roofline_probe("cpu", matmul_size=64, copy_mib=1, cache_mib=1, min_run_time=0.01)
+    assert roof.peak_madds > 0 and roof.bandwidth > 0 and roof.cache_bandwidth > 0
+    assert roof.copy_bytes == 2**20 and roof.matmul_size == 64
+    assert roof.ridge == pytest.approx(roof.peak_madds / roof.bandwidth)
+    assert "GMAdd/s" in str(roof) and "GB/s" in str(roof)
+    made = Roofline(peak_madds=100.0, bandwidth=10.0, device="cpu", matmul_size=64, copy_bytes=1)
+    assert made.ridge == 10.0
+    assert made.attainable(1.0) == 10.0  # memory-bound: intensity x bandwidth
+    assert made.attainable(50.0) == 100.0  # compute-bound: the flat roof
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"matmul_size": 8}, {"copy_mib": 0}, {"cache_mib": True}, {"matmul_size": 64.0}]
+)
+def test_roofline_probe_bad_sizes(kwargs):
+    from shufflelib.bench import roofline_probe
+
+    with pytest.raises(ValueError, match=repr(next(iter(kwargs.values())))):
+        roofline_probe("cpu", **kwargs)
+
+
+def test_operator_roofline_rows():
+    from shufflelib.bench import operator_roofline
+
+    table = operator_roofline("cpu", size=2, batch=1, min_run_time=0.01)
+    names = table.column("operator")
+    assert names[:3] == ["1x1 32->32", "1x1 128->128", "1x1 512->512"]
+    assert {"ReLU", "add", "concat", "channel shuffle", "3x3 depthwise 128"} <= set(names)
+    assert sum(k == "group conv" for k in table.column("kind")) == 4
+    for row in table:
+        assert row["MAC (bytes)"] > 0 and row["median (ms)"] > 0
+        if row["kind"] == "no arithmetic":
+            assert row["MAdds"] == 0 and row["MAdd/byte"] == 0
+        else:
+            assert row["MAdd/byte"] == pytest.approx(row["MAdds"] / row["MAC (bytes)"])
+    rows = {r["operator"]: r for r in table}
+    # Same MAdds/4 per step in g, same feature maps: intensity falls as g grows.
+    g = [rows[f"1x1 256, g={k}"]["MAdd/byte"] for k in (1, 2, 4, 8)]
+    assert g == sorted(g, reverse=True)
+    with pytest.raises(ValueError, match="size"):
+        operator_roofline("cpu", size=0)

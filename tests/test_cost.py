@@ -2,7 +2,15 @@ import pytest
 import torch
 from torch import nn
 
-from shufflelib.cost import count_params, madds
+from shufflelib.cost import (
+    count_params,
+    layer_report,
+    mac,
+    mac_vs_groups,
+    mac_vs_ratio,
+    madds,
+    pointwise_mac,
+)
 
 # (c_in, c_out, kernel, groups): dense, grouped, and depthwise (groups = channels).
 CONVS = [
@@ -159,3 +167,132 @@ def test_madds_restores_mixed_training_modes():
     net[1].eval()  # e.g. frozen BatchNorm statistics while fine-tuning
     madds(net, (1, 3, 8, 8))
     assert [m.training for m in net.modules()] == [True, True, False, True]
+
+
+# Memory access cost (the ShuffleNet V2 paper's definition) and the per-layer report.
+
+
+@pytest.mark.parametrize(("c1", "c2", "h", "w"), [(32, 64, 14, 14), (3, 5, 7, 9), (128, 128, 1, 1)])
+def test_mac_pointwise_conv_is_eq1(c1, c2, h, w):
+    conv = nn.Conv2d(c1, c2, 1, bias=False)
+    got = mac(conv, (1, c1, h, w))
+    assert got.elements == h * w * (c1 + c2) + c1 * c2
+    assert got.bytes == 4 * got.elements
+    assert got.elements == pointwise_mac(h, w, c1, c2)
+
+
+@pytest.mark.parametrize("g", [1, 2, 4, 8])
+def test_mac_group_conv_is_eq2(g):
+    c1, c2, h, w = 32, 64, 14, 14
+    conv = nn.Conv2d(c1, c2, 1, groups=g, bias=False)
+    assert mac(conv, (1, c1, h, w)).elements == h * w * (c1 + c2) + c1 * c2 // g
+
+
+def test_mac_depthwise_and_bias_and_batch():
+    c, h, w = 16, 10, 10
+    dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=True)
+    # input + output + 9 weights per channel + bias
+    assert mac(dw, (1, c, h, w)).elements == 2 * h * w * c + 9 * c + c
+    # batch 3: feature maps triple, weights are read once
+    assert mac(dw, (3, c, h, w)).elements == 3 * 2 * h * w * c + 10 * c
+
+
+def test_mac_counts_elementwise_and_skips_views():
+    class Unit(nn.Module):
+        def forward(self, x):
+            a, b = x.chunk(2, dim=1)  # views: free
+            y = torch.cat((a, torch.relu(b)), dim=1)  # relu: N/2 in + N/2 out; cat: N in + N out
+            return y.reshape(y.shape[0], -1)  # view: free
+
+    n = 1 * 8 * 4 * 4
+    assert mac(Unit(), (1, 8, 4, 4)).elements == n + 2 * n
+
+
+def test_mac_half_precision_bytes():
+    conv = nn.Conv2d(8, 8, 1, bias=False).half()
+    got = mac(conv, (1, 8, 4, 4))
+    assert got.bytes == 2 * got.elements
+
+
+def test_mac_small_network_is_sum_of_layers():
+    c = 8
+    net = nn.Sequential(
+        nn.Conv2d(c, 2 * c, 1, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(2 * c, 2 * c, 3, padding=1, groups=2 * c, bias=False),
+        nn.Conv2d(2 * c, c, 1, bias=False),
+    )
+    h = w = 6
+    hw = h * w
+    want = (
+        (hw * c + hw * 2 * c + c * 2 * c)  # 1x1
+        + 2 * hw * 2 * c  # ReLU reads and writes
+        + (2 * hw * 2 * c + 9 * 2 * c)  # depthwise
+        + (hw * 2 * c + hw * c + 2 * c * c)  # 1x1
+    )
+    assert mac(net, (1, c, h, w)).elements == want
+    report = layer_report(net, (1, c, h, w))
+    assert report.column("layer") == ["0", "1", "2", "3"]
+    assert report.column("type") == ["Conv2d", "ReLU", "Conv2d", "Conv2d"]
+    assert sum(report.column("MAC (elements)")) == want
+    assert sum(report.column("MAdds")) == madds(net, (1, c, h, w))
+    assert report.column("MAdds")[1] == 0 and report.column("MAdd/byte")[1] == 0
+    assert report[0]["input"] == (1, c, h, w) and report[0]["output"] == (1, 2 * c, h, w)
+    assert report[0]["MAdd/byte"] == pytest.approx(hw * c * 2 * c / (4 * (hw * 3 * c + 2 * c * c)))
+
+
+def test_layer_report_names_functional_work_of_a_parent():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(4, 4, 1, bias=False)
+
+        def forward(self, x):
+            return torch.cat((x, self.conv(x)), dim=1)
+
+    rows = {r["layer"]: r for r in layer_report(Block(), (1, 4, 3, 3))}
+    assert set(rows) == {"conv", "(model):cat"}
+    assert rows["(model):cat"]["MAC (elements)"] == 2 * 36 + 72
+
+
+def test_mac_restores_modes_and_rejects_bad_input():
+    net = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    net.train()
+    mac(net, (2, 3, 4, 4))
+    assert all(m.training for m in net.modules())
+    with pytest.raises(TypeError, match="Module"):
+        mac("net", (1, 3, 4, 4))
+    with pytest.raises(ValueError, match="input_size"):
+        layer_report(net, (1, 0, 4, 4))
+
+
+def test_mac_vs_ratio_meets_the_bound_at_equal_width():
+    h = w = 56
+    flops = h * w * 128 * 128
+    table = mac_vs_ratio(h, w, flops, [0.25, 0.5, 1.0, 2.0, 6.0, 12.0])
+    for row in table:
+        assert row["c1"] * row["c2"] * h * w == pytest.approx(flops)
+        assert row["MAC"] >= row["lower bound"] - 1e-6
+    at_one = table[2]
+    assert at_one["c1"] == pytest.approx(128) and at_one["MAC"] == pytest.approx(
+        at_one["lower bound"]
+    )
+    macs = table.column("MAC")
+    assert macs[2] == min(macs)
+    assert macs[3] < macs[4] < macs[5]  # rising on the right of the valley
+
+
+def test_mac_vs_groups_grows_linearly():
+    h = w = 28
+    c1, flops = 64, 28 * 28 * 64 * 64
+    table = mac_vs_groups(h, w, c1, flops, [1, 2, 4, 8])
+    macs = table.column("MAC")
+    steps = [b - a for a, b in zip(macs, macs[1:])]
+    assert steps[1] == pytest.approx(2 * steps[0]) and steps[2] == pytest.approx(2 * steps[1])
+    assert macs[0] == pytest.approx(h * w * c1 + flops / c1 + flops / (h * w))
+    with pytest.raises(ValueError, match="0"):
+        mac_vs_groups(h, w, c1, flops, [0])
+    with pytest.raises(ValueError, match="flops"):
+        mac_vs_ratio(h, w, -1, [1.0])
+    with pytest.raises(ValueError, match="c2"):
+        pointwise_mac(1, 1, 1, 0)

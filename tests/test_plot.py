@@ -1,0 +1,101 @@
+"""Every figure has a title and labelled axes, and draws the data it is given."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from shufflelib import cost, ops, plot  # noqa: E402
+from shufflelib.bench import Roofline  # noqa: E402
+from shufflelib.tables import Table  # noqa: E402
+
+
+def labelled(fig):
+    titled = fig._suptitle is not None and fig._suptitle.get_text()
+    for ax in fig.axes:
+        assert ax.get_title() or titled, "every panel has a title"
+        assert ax.get_xlabel(), "every panel labels its x axis"
+    plt.close(fig)
+
+
+def test_weight_blocks_masks_zeros():
+    w = ops.group_conv_dense_weight(torch.randn(8, 2, 1, 1), 4)
+    fig = plot.weight_blocks({"g = 4": w}, groups=[4])
+    image = fig.axes[0].get_images()[0].get_array()
+    assert image.mask.sum() == 64 - 16  # the off-diagonal blocks are masked (drawn grey)
+    labelled(fig)
+
+
+def test_connectivity_and_permutation_and_bars():
+    m = ops.group_connectivity(8, [2, 2], shuffle=True)
+    fig = plot.connectivity({"a": m, "b": ~m}, groups=[2, 2])
+    assert "8 of 8" in fig.axes[0].get_title()
+    labelled(fig)
+    labelled(plot.permutation(ops.shuffle_permutation(8, 2), 2))
+    bars = Table([{"name": "x.clone() (copy floor)", "ratio": 1.0}, {"name": "ours", "ratio": 1.1}])
+    fig = plot.benchmark_bars({"NCHW": bars})
+    assert [p.get_width() for p in fig.axes[0].patches] == [1.0, 1.1]
+    labelled(fig)
+
+
+def test_cost_vs_groups():
+    t = Table(
+        {"g": g, "params": 64 // g, "MAdds": 640 // g, "median (ms)": 1.0, "IQR (ms)": 0.1}
+        for g in (1, 2, 4)
+    )
+    labelled(plot.cost_vs_groups(t))
+
+
+def test_mac_curves_and_roofline():
+    by_ratio = cost.mac_vs_ratio(8, 8, 8 * 8 * 16 * 16, [0.5, 1.0, 2.0])
+    by_groups = cost.mac_vs_groups(8, 8, 16, 8 * 8 * 16 * 16, [1, 2])
+    labelled(plot.mac_curves(by_ratio, by_groups))
+    roof = Roofline(
+        peak_madds=1e11,
+        bandwidth=1e10,
+        device="cpu",
+        matmul_size=64,
+        copy_bytes=1,
+        cache_bandwidth=5e10,
+        cache_copy_bytes=2**20,
+    )
+    ops_table = Table(
+        [
+            {
+                "operator": "conv",
+                "kind": "conv 1x1",
+                "MAdds": 100,
+                "MAdd/byte": 2.0,
+                "GMAdd/s": 15.0,
+                "GB/s": 7.5,
+            },
+            {
+                "operator": "ReLU",
+                "kind": "data movement",
+                "MAdds": 0,
+                "MAdd/byte": 0.0,
+                "GMAdd/s": 0.0,
+                "GB/s": 30.0,
+            },
+        ]
+    )
+    fig = plot.roofline(roof, ops_table)
+    assert fig.axes[0].get_xscale() == "log"
+    labelled(fig)
+
+
+@pytest.mark.parametrize("name", plot.__all__)
+def test_every_plot_function_is_tested(name):
+    tested = {
+        "weight_blocks",
+        "connectivity",
+        "permutation",
+        "cost_vs_groups",
+        "benchmark_bars",
+        "mac_curves",
+        "roofline",
+    }
+    assert name in tested, f"plot.{name} has no test in tests/test_plot.py"
