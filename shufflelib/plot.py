@@ -26,6 +26,7 @@ __all__ = [
     "benchmark_bars",
     "mac_curves",
     "roofline",
+    "guideline_speeds",
 ]
 
 GROUP_COLOURS = plt.get_cmap("tab10").colors
@@ -262,5 +263,45 @@ def roofline(roof: Roofline, operators: Table) -> Figure:
         f"Roofline of this machine ({roof.device}): peak {roof.peak_madds / 1e9:.0f} GMAdd/s, "
         f"ridge at {roof.ridge:.1f} MAdd/byte"
     )
+    fig.tight_layout()
+    return fig
+
+
+def guideline_speeds(
+    tables: Mapping[str, Table], config: str | Sequence[str], title: str = ""
+) -> Figure:
+    """Relative speed per configuration: this machine beside the paper's GPU and ARM; chapter 4.
+
+    One panel per table (one per size column). Each configuration gets three bars: our measured
+    speed and the paper's GPU and ARM speeds, each divided by the first configuration's.
+    ``config`` names the column(s) that label a configuration (several are joined with "/").
+    """
+    columns = [config] if isinstance(config, str) else list(config)
+    n = len(tables)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), sharey=True)
+    axes = [axes] if n == 1 else list(axes)
+    series = (
+        ("relative speed", "this machine", "C0"),
+        ("paper GPU", "paper: GPU", "C1"),
+        ("paper ARM", "paper: ARM", "C2"),
+    )
+    for ax, (name, table) in zip(axes, tables.items()):
+        labels = ["/".join(str(row[c]) for c in columns) for row in table]
+        for k, (column, label, colour) in enumerate(series):
+            values = [v if v is not None else float("nan") for v in table.column(column)]
+            ax.bar(
+                [i + (k - 1) * 0.27 for i in range(len(labels))],
+                values,
+                width=0.27,
+                color=colour,
+                label=label,
+            )
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xlabel(" / ".join(columns))
+        ax.set_title(name, fontsize=10)
+    axes[0].set_ylabel("speed relative to the first configuration")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title or "Relative speed: higher is faster; the first configuration is 1")
     fig.tight_layout()
     return fig

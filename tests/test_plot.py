@@ -87,6 +87,26 @@ def test_mac_curves_and_roofline():
     labelled(fig)
 
 
+def test_guideline_speeds_draws_three_series_per_config():
+    t = Table(
+        {"g": g, "relative speed": 1 / g, "paper GPU": 1 / g**0.5, "paper ARM": None}
+        for g in (1, 2, 4)
+    )
+    fig = plot.guideline_speeds({"x1": t, "x2": t}, "g")
+    assert len(fig.axes) == 2
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights[:3] == [1.0, 0.5, 0.25] and len(heights) == 9
+    labelled(fig)
+    two = Table(
+        {"ReLU": r, "shortcut": "no", "relative speed": 1.0, "paper GPU": 1.0, "paper ARM": 1.0}
+        for r in ("yes", "no")
+    )
+    fig = plot.guideline_speeds({"c=32": two}, ["ReLU", "shortcut"])
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["yes/no", "no/no"] and fig.axes[0].get_xlabel() == "ReLU / shortcut"
+    labelled(fig)
+
+
 @pytest.mark.parametrize("name", plot.__all__)
 def test_every_plot_function_is_tested(name):
     tested = {
@@ -97,5 +117,6 @@ def test_every_plot_function_is_tested(name):
         "benchmark_bars",
         "mac_curves",
         "roofline",
+        "guideline_speeds",
     }
     assert name in tested, f"plot.{name} has no test in tests/test_plot.py"

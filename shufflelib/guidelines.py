@@ -1,0 +1,826 @@
+"""The four benchmark networks of ShuffleNet V2 (Sec. 2, Tables 1-4), rebuilt, and their sweeps.
+
+Chapter 4 runs the sweeps and reads their verdicts; chapter 3 reuses the network builders to count
+multiply-adds and memory access. Each guideline has three parts:
+
+- a **network builder** (``g1_network`` ... ``g4_network``): an ``nn.Module`` with explicit
+  channel counts, bias-free convolutions, Kaiming (fan_out) initialisation, and an
+  ``in_channels`` attribute giving the input it expects;
+- a **configuration list** (``g1_configs`` ... ``g4_configs``): the paper's rows, with channel
+  counts chosen so the FLOPs (multiply-adds) stay those of the first row;
+- a **sweep** (``g1_sweep`` ... ``g4_sweep``): counts (:func:`shufflelib.cost.madds`,
+  :func:`shufflelib.cost.mac`) and times every configuration with
+  :func:`shufflelib.bench.compare` in interleaved rounds, and puts the paper's relative speeds
+  (from :mod:`shufflelib.reference`) beside ours.
+
+What the paper shows versus what we build (see each builder's docstring for the details):
+
+- The paper's setup (Sec. 2): GPU = GTX 1080Ti with cuDNN 7 (batch 8, batches/s); ARM =
+  Snapdragon 810, one thread (batch 1, images/s); input 56x56 (Tables 1-3 captions); "full
+  optimisation options (e.g. tensor fusion)". With tensor fusion a BatchNorm folds into its
+  convolution at inference, and the paper names no BatchNorm in these benchmarks, so **none of the
+  four networks has BatchNorm**. G1-G3 are plain stacks of 1x1 convolutions (no ReLU: the paper
+  names none, and G4 studies exactly that cost); G4 has ReLU and the shortcut, each removable.
+- ``platform`` ("arm" or "gpu") only picks the paper's channel counts and its comparison
+  columns; the networks run on ``device``, wherever that is. Compare machines through the
+  **relative speeds** (each row's speed over the first row's), never through absolute numbers.
+- The sweeps time with **one CPU thread** by default (``threads=1``; ``None`` keeps torch's
+  current count). That is the paper's ARM condition ("a single thread is used"), and on a
+  shared machine it is far steadier: on a busy 2-core machine we saw IQR/median below 0.2 with one
+  thread against up to 50 with two, and verdicts that flipped from run to run with two.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .bench import compare, pick_device
+from .cost import mac, madds
+from .reference import table as reference_table
+from .tables import Table
+
+__all__ = [
+    "PLATFORMS",
+    "PAPER_SCALES",
+    "G1_BASE",
+    "G1_RATIOS",
+    "G2_BASE",
+    "G2_GROUPS",
+    "G3_STRUCTURES",
+    "G3_WIDTHS",
+    "G4_WIDTHS",
+    "G4_VARIANTS",
+    "GuidelineNet",
+    "Bottleneck",
+    "FragmentBlock",
+    "g1_network",
+    "g1_configs",
+    "g1_sweep",
+    "g2_network",
+    "g2_configs",
+    "g2_sweep",
+    "g3_width",
+    "g3_network",
+    "g3_configs",
+    "g3_sweep",
+    "g4_network",
+    "g4_configs",
+    "g4_sweep",
+    "verdict",
+]
+
+PLATFORMS = ("arm", "gpu")
+PAPER_SCALES = (1, 2, 4)  # the "x1, x2, x4" columns of Tables 1 and 2
+TOLERANCE = 0.02  # FLOPs of every configuration within 2% of the first row's, where integers allow
+MARGIN = 0.03  # verdict(): speeds within 3% count as a tie
+
+# Table 1 (G1): c for the 1:1 row in the x1 column; ratios c1:c2 = 1:r.
+G1_BASE = {"arm": 32, "gpu": 128}
+G1_RATIOS = (1, 2, 6, 12)
+# Table 2 (G2): c for g = 1 in the x1 column.
+G2_BASE = {"arm": 64, "gpu": 128}
+G2_GROUPS = (1, 2, 4, 8)
+# Table 3 (G3): the paper's three columns per platform, c of the 1-fragment block.
+G3_STRUCTURES = (
+    "1-fragment",
+    "2-fragment-series",
+    "4-fragment-series",
+    "2-fragment-parallel",
+    "4-fragment-parallel",
+)
+G3_WIDTHS = {"arm": (64, 128, 256), "gpu": (128, 256, 512)}
+# Table 4 (G4): channels in the unit, and the (ReLU, shortcut) rows in the paper's order.
+G4_WIDTHS = {"arm": (32, 64, 128), "gpu": (32, 64, 128)}
+G4_VARIANTS = ((True, True), (True, False), (False, True), (False, False))
+
+
+# --- input checks (all run before any work) ---------------------------------------------------
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_int(name: str, value: object, minimum: int = 1) -> None:
+    if not _is_int(value) or value < minimum:  # type: ignore[operator]
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_platform(platform: object) -> str:
+    if platform not in PLATFORMS:
+        raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
+    return platform  # type: ignore[return-value]
+
+
+def _check_timing(
+    size: object, batch: object, rounds: object, min_run_time: object, threads: object
+) -> None:
+    _check_int("size", size)
+    if threads is not None:
+        _check_int("threads", threads)
+    _check_int("batch", batch)
+    _check_int("rounds", rounds)
+    if (
+        isinstance(min_run_time, bool)
+        or not isinstance(min_run_time, (int, float))
+        or not min_run_time > 0
+    ):
+        raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
+
+
+# --- building blocks --------------------------------------------------------------------------
+
+
+def _conv(c_in: int, c_out: int, kernel_size: int = 1, groups: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, groups=groups, bias=False)
+
+
+def _init(module: nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
+class GuidelineNet(nn.Sequential):
+    """A stack of benchmark blocks that knows its input width (``in_channels``); chapter 4."""
+
+    def __init__(self, blocks: Sequence[nn.Module], in_channels: int, description: str):
+        super().__init__(*blocks)
+        self.in_channels = in_channels
+        self.description = description
+        _init(self)
+
+    def input_size(self, batch: int = 1, size: int = 56) -> tuple[int, int, int, int]:
+        """The ``(N, C, H, W)`` shape this network takes."""
+        return (batch, self.in_channels, size, size)
+
+    def extra_repr(self) -> str:
+        return self.description
+
+
+# --- G1: equal channel width minimises MAC (Table 1) ------------------------------------------
+
+
+def g1_network(c1: int, c2: int, blocks: int = 10) -> GuidelineNet:
+    """G1's benchmark: ``blocks`` blocks of two 1x1 convs, c1 -> c2 then c2 -> c1; chapter 4.
+
+    The paper: "stacking 10 building blocks repeatedly. Each block contains two convolution
+    layers. The first contains c1 input channels and c2 output channels, and the second
+    otherwise." We build exactly that: bias-free 1x1 convs, no BatchNorm and no ReLU (the paper
+    names neither; with its tensor fusion a BatchNorm would fold away). Input: ``c1`` channels.
+    """
+    _check_int("c1", c1)
+    _check_int("c2", c2)
+    _check_int("blocks", blocks)
+    body = [nn.Sequential(_conv(c1, c2), _conv(c2, c1)) for _ in range(blocks)]
+    return GuidelineNet(body, c1, f"G1: {blocks} x (1x1 conv {c1}->{c2}, 1x1 conv {c2}->{c1})")
+
+
+def _g1_pair(c: int, r: int, channels: str) -> tuple[int, int]:
+    if channels == "paper":
+        c1 = math.floor(c / math.sqrt(r))
+        return c1, r * c1
+    c1 = max(1, round(c / math.sqrt(r)))
+    c2 = r * c1
+    if abs(c1 * c2 / (c * c) - 1) > TOLERANCE:
+        c2 = round(c * c / c1)  # keep FLOPs; the ratio is then only close to 1:r
+    return c1, c2
+
+
+def g1_configs(
+    scale: int = 1, platform: str = "arm", channels: str = "flops"
+) -> list[tuple[str, int, int]]:
+    """``[(label, c1, c2)]`` for c1:c2 = 1:1, 1:2, 1:6, 1:12 at equal FLOPs; chapter 4.
+
+    ``c = G1_BASE[platform] * scale`` (32 for the ARM column, 128 for GPU). The paper prints
+    (c1, c2) for its x1 columns only; that its x2 and x4 columns scale the channels by 2 and 4 is
+    **our reading** (papers.md, section 1.2). FLOPs per block are ``2 hw c1 c2``, held at
+    ``2 hw c^2``:
+
+    - ``channels="flops"`` (default): ``c1 = round(c / sqrt(r))`` and ``c2 = r c1`` when that keeps
+      ``c1 c2`` within 2% of ``c^2``; otherwise ``c2 = round(c^2 / c1)``, which keeps the FLOPs
+      and makes the ratio only close to 1:r (ARM x1 1:2 gives (23, 45), 1:12 gives (9, 114)).
+    - ``channels="paper"``: the rule that reproduces every pair the paper prints,
+      ``c1 = floor(c / sqrt(r))``, ``c2 = r c1`` (GPU (90,180), (52,312), (36,432); ARM (22,44),
+      (13,78), (9,108)). Its FLOPs fall up to 5.5% below the 1:1 row's (ARM 1:2, 1:12).
+    """
+    _check_int("scale", scale)
+    _check_platform(platform)
+    if channels not in ("flops", "paper"):
+        raise ValueError(f"channels must be 'flops' or 'paper', got {channels!r}")
+    c = G1_BASE[platform] * scale
+    return [(f"1:{r}", *_g1_pair(c, r, channels)) for r in G1_RATIOS]
+
+
+# --- G2: excessive group convolution increases MAC (Table 2) ----------------------------------
+
+
+def g2_network(c: int, groups: int, layers: int = 10) -> GuidelineNet:
+    """G2's benchmark: ``layers`` 1x1 group convolutions c -> c with ``groups`` groups; ch. 4.
+
+    The paper: "a benchmark network is built by stacking 10 pointwise group convolution layers".
+    We build that: bias-free, no BatchNorm, no ReLU. ``groups`` must divide ``c``.
+    """
+    _check_int("c", c)
+    _check_int("groups", groups)
+    _check_int("layers", layers)
+    if c % groups:
+        raise ValueError(f"groups must divide the channels: c={c} is not divisible by {groups}")
+    body = [_conv(c, c, groups=groups) for _ in range(layers)]
+    return GuidelineNet(body, c, f"G2: {layers} x 1x1 group conv {c}->{c}, g={groups}")
+
+
+def g2_configs(scale: int = 1, platform: str = "arm") -> list[tuple[int, int]]:
+    """``[(g, c)]`` for g = 1, 2, 4, 8 at the FLOPs of g = 1; chapter 4.
+
+    FLOPs per layer are ``hw c^2 / g``; with ``base = G2_BASE[platform] * scale`` (64 ARM, 128 GPU)
+    the ideal width is ``base sqrt(g)``, and a group conv needs ``g | c``, so
+    ``c = g * round(base * sqrt(g) / g)``, the multiple of g nearest the ideal. This keeps the
+    FLOPs within 2% of g = 1's wherever a multiple of g allows it; the one place none does is
+    ARM x1, g = 8 (176 gives -5.5%, 184 gives +3.3%; we take 184). Against the paper's x1
+    columns: GPU 128/182/256/360 vs the paper's 128/180/256/360 (both within 1.1%); ARM
+    64/90/128/184 vs 64/90/128/180 (180 is not divisible by 8, so the paper's ARM g = 8 network
+    cannot be built as a PyTorch group convolution).
+    """
+    _check_int("scale", scale)
+    _check_platform(platform)
+    base = G2_BASE[platform] * scale
+    return [(g, g * max(1, round(base * math.sqrt(g) / g))) for g in G2_GROUPS]
+
+
+# --- G3: network fragmentation reduces parallelism (Table 3) ----------------------------------
+
+
+def _parse_structure(structure: object) -> tuple[int, str]:
+    if structure not in G3_STRUCTURES:
+        raise ValueError(f"structure must be one of {G3_STRUCTURES}, got {structure!r}")
+    if structure == "1-fragment":
+        return 1, "series"
+    n, _, arrangement = structure.split("-")  # type: ignore[union-attr]
+    return int(n), arrangement
+
+
+class FragmentBlock(nn.Module):
+    """``fragments`` 1x1 convs c -> c, one after another ("series") or side by side ("parallel").
+
+    Parallel branches all read the block's input and their outputs are summed; chapter 4.
+    """
+
+    def __init__(self, channels: int, fragments: int, arrangement: str):
+        super().__init__()
+        if arrangement not in ("series", "parallel"):
+            raise ValueError(f"arrangement must be 'series' or 'parallel', got {arrangement!r}")
+        _check_int("fragments", fragments)
+        self.arrangement = arrangement
+        self.convs = nn.ModuleList(_conv(channels, channels) for _ in range(fragments))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.arrangement == "series":
+            for conv in self.convs:
+                x = conv(x)
+            return x
+        out = self.convs[0](x)
+        for conv in self.convs[1:]:
+            out = out + conv(x)
+        return out
+
+
+def g3_width(structure: str, c: int) -> int:
+    """Per-fragment width giving a ``structure`` block the FLOPs of a 1-fragment block of ``c``.
+
+    ``k`` fragments of ``c' -> c'`` cost ``k c'^2`` per pixel, so ``c' = round(c / sqrt(k))``
+    (within 2% of ``c^2`` for every width the paper uses); chapter 4.
+    """
+    k, _ = _parse_structure(structure)
+    _check_int("c", c)
+    return max(1, round(c / math.sqrt(k)))
+
+
+def g3_network(structure: str, c: int, blocks: int = 10) -> GuidelineNet:
+    """G3's benchmark: a block of 1 to 4 1x1 convs, series or parallel, stacked; chapter 4.
+
+    The paper: "each building block consists of from 1 to 4 1x1 convolutions, which are arranged
+    in sequence or in parallel ... Each block is repeatedly stacked for 10 times"; "c denotes the
+    number of channels for 1-fragment" and the other structures adjust their channels so their
+    FLOPs equal the 1-fragment block's. The block drawings (the paper's appendix Fig. 1) are
+    images that no transcription we have carries, so the parallel merge is **our choice**:
+
+    - series: ``k`` convs ``c' -> c'`` one after another;
+    - parallel: ``k`` convs ``c' -> c'`` all reading the block input, outputs **summed** (so every
+      block keeps width ``c'`` and stacks; the ``k - 1`` additions are part of what a fragmented
+      block costs);
+    - ``c' = g3_width(structure, c) = round(c / sqrt(k))``: FLOPs equal the 1-fragment block's.
+
+    Bias-free convs, no BatchNorm, no ReLU. Input: ``c'`` channels.
+    """
+    k, arrangement = _parse_structure(structure)
+    _check_int("c", c)
+    _check_int("blocks", blocks)
+    width = g3_width(structure, c)
+    body = [FragmentBlock(width, k, arrangement) for _ in range(blocks)]
+    desc = f"G3: {blocks} x {structure} block ({k} x 1x1 conv {width}->{width}, {arrangement})"
+    return GuidelineNet(body, width, desc)
+
+
+def _g3_width_of(width_index: object, c: object, platform: str) -> tuple[int, int | None]:
+    widths = G3_WIDTHS[platform]
+    if c is not None:
+        _check_int("c", c)
+        index = widths.index(c) if c in widths else None
+        return c, index  # type: ignore[return-value]
+    if not _is_int(width_index) or not 0 <= width_index < len(widths):  # type: ignore[operator]
+        raise ValueError(
+            f"width_index must be 0, 1 or 2 (the paper's {platform} widths {widths}), "
+            f"got {width_index!r}"
+        )
+    return widths[width_index], width_index  # type: ignore[index,return-value]
+
+
+def g3_configs(
+    width_index: int = 0, platform: str = "arm", c: int | None = None
+) -> list[tuple[str, int]]:
+    """``[(structure, per-fragment width)]`` for the five structures of Table 3; chapter 4.
+
+    ``c`` (the 1-fragment width) is the paper's column ``width_index`` (ARM 64/128/256, GPU
+    128/256/512) unless given.
+    """
+    _check_platform(platform)
+    width, _ = _g3_width_of(width_index, c, platform)
+    return [(s, g3_width(s, width)) for s in G3_STRUCTURES]
+
+
+# --- G4: element-wise operations are non-negligible (Table 4) ---------------------------------
+
+
+class Bottleneck(nn.Module):
+    """The ResNet bottleneck unit, ``c -> c/4 -> c/4 -> c``, with removable ReLU and shortcut.
+
+    1x1 conv (c -> c/4), 3x3 conv (c/4 -> c/4), 1x1 conv (c/4 -> c), ReLU after the first two
+    convs and after the sum, as in ResNet (He et al., 2016); ``activation_layer=None`` removes all
+    three ReLUs, ``shortcut=False`` the identity addition. No BatchNorm; chapter 4.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        shortcut: bool = True,
+        activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
+        reduction: int = 4,
+    ):
+        super().__init__()
+        _check_int("reduction", reduction)
+        if channels % reduction:
+            raise ValueError(
+                f"channels must be divisible by the bottleneck reduction {reduction}, "
+                f"got {channels}"
+            )
+        mid = channels // reduction
+        self.has_skip = shortcut
+        self.conv1 = _conv(channels, mid)
+        self.conv2 = _conv(mid, mid, kernel_size=3)
+        self.conv3 = _conv(mid, channels)
+        act: Callable[[], nn.Module] = (
+            nn.Identity if activation_layer is None else lambda: activation_layer(inplace=True)
+        )
+        self.act1, self.act2, self.act3 = act(), act(), act()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.conv1(x))
+        out = self.act2(self.conv2(out))
+        out = self.conv3(out)
+        if self.has_skip:
+            out = out + x
+        return self.act3(out)
+
+
+def g4_network(c: int, relu: bool = True, shortcut: bool = True, blocks: int = 10) -> GuidelineNet:
+    """G4's benchmark: the ResNet bottleneck unit stacked ``blocks`` times; chapter 4.
+
+    The paper: the ResNet "bottleneck" unit (1x1 conv, 3x3 conv, 1x1 conv, with ReLU and shortcut
+    connection), ReLU and shortcut removed separately, stacked 10 times; "c is the number of
+    channels in unit". We read c as the unit's input/output width and use ResNet's bottleneck
+    ratio, ``c -> c/4 -> c/4 -> c`` (so ``c`` must be divisible by 4). That reading gives the
+    paper's ARM throughput a plausible ~2-3 GMAdd/s at every width; taking c as the inner width
+    would put the Snapdragon 810 above 20 GMAdd/s, several times its rate in Tables 1-2. No
+    BatchNorm (folded at inference by the paper's tensor fusion). ReLUs are in-place, the shortcut
+    is an identity addition (in == out), as in ResNet.
+    """
+    _check_int("c", c, minimum=4)
+    _check_int("blocks", blocks)
+    if c % 4:
+        raise ValueError(f"c must be divisible by 4 (the bottleneck is c -> c/4 -> c), got {c}")
+    for name, flag in (("relu", relu), ("shortcut", shortcut)):
+        if not isinstance(flag, bool):
+            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    act = nn.ReLU if relu else None
+    body = [Bottleneck(c, shortcut=shortcut, activation_layer=act) for _ in range(blocks)]
+    desc = (
+        f"G4: {blocks} x bottleneck {c}->{c // 4}->{c // 4}->{c}, "
+        f"ReLU {'yes' if relu else 'no'}, shortcut {'yes' if shortcut else 'no'}"
+    )
+    return GuidelineNet(body, c, desc)
+
+
+def g4_configs() -> list[tuple[str, bool, bool]]:
+    """``[(label, relu, shortcut)]`` in the paper's row order (yes/yes, yes/no, no/yes, no/no)."""
+    return [
+        (f"ReLU {'yes' if r else 'no'}, shortcut {'yes' if s else 'no'}", r, s)
+        for r, s in G4_VARIANTS
+    ]
+
+
+# --- the sweeps -------------------------------------------------------------------------------
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _paper_relative(name: str, column: str | None) -> list[float | None]:
+    """The paper's speeds in ``column`` of table ``name``, each over the first row's."""
+    ref = reference_table(name)
+    if column is None:
+        return [None] * len(ref)
+    values = ref.column(column)
+    return [v / values[0] for v in values]
+
+
+def _run(
+    configs: list[tuple[dict[str, Any], GuidelineNet]],
+    *,
+    batch: int,
+    size: int,
+    device: torch.device,
+    rounds: int,
+    min_run_time: float,
+    title: str,
+    paper: tuple[str, str | None, str | None],
+    threads: int | None = None,
+) -> Table:
+    """Count and time every (row, network) pair side by side; the shared body of every sweep."""
+    rows: list[dict[str, Any]] = []
+    candidates: dict[str, Callable[[], torch.Tensor]] = {}
+    for row, net in configs:
+        net.to(device).eval()
+        shape = net.input_size(batch, size)
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+        row = {**row, "MAdds": madds(net, shape), "MAC (bytes)": mac(net, shape).bytes}
+        label = str(row["label"])
+        candidates[label] = lambda net=net, x=x: net(x)
+        rows.append(row)
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:  # compare() times with torch's current thread count and names it in the machine line
+        timed = compare(
+            candidates,
+            (),
+            baseline=rows[0]["label"],
+            rounds=rounds,
+            min_run_time=min_run_time,
+            title=title,
+            device=device,
+        )
+    finally:
+        torch.set_num_threads(previous)
+    name, gpu_column, arm_column = paper
+    paper_gpu = _paper_relative(name, gpu_column)
+    paper_arm = _paper_relative(name, arm_column)
+    out = []
+    for row, t, pg, pa in zip(rows, timed, paper_gpu, paper_arm):
+        row.pop("label")
+        median_ms = t["median (ms)"]
+        row.update(
+            {
+                "median (ms)": median_ms,
+                "IQR (ms)": t["IQR (ms)"],
+                "images/s": batch / (median_ms * 1e-3),
+                "relative speed": 1.0 / t["ratio"],
+                "paper GPU": pg,
+                "paper ARM": pa,
+            }
+        )
+        out.append(row)
+    columns = ", ".join(c for c in (gpu_column, arm_column) if c) or "none at this width"
+    note = (
+        f"{timed.note} | relative speed: 1 / (time ratio to the first row), median over "
+        f"{rounds} interleaved rounds | paper GPU/ARM: speed / the paper's first row, "
+        f"ShuffleNet V2 {name.split('.')[-1].replace('table', 'Table ')} ({columns})"
+    )
+    return Table(out, title=title, note=note)
+
+
+def _device(device: torch.device | str | None) -> torch.device:
+    if device is None:
+        return pick_device()
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must name a torch device such as 'cpu', got {device!r}") from e
+
+
+def _setup(batch: int, size: int, device: torch.device, threads: int | None) -> str:
+    n = torch.get_num_threads() if threads is None else threads
+    return f"input {size}x{size}, batch {batch}, {device}, {n} thread{'s' if n > 1 else ''}"
+
+
+def g1_sweep(
+    scale: int = 1,
+    platform: str = "arm",
+    size: int = 56,
+    batch: int = 1,
+    device: torch.device | str | None = None,
+    rounds: int = 3,
+    min_run_time: float = 0.2,
+    *,
+    threads: int | None = 1,
+    channels: str = "flops",
+    blocks: int = 10,
+) -> Table:
+    """Table 1 rebuilt: G1's network at c1:c2 = 1:1, 1:2, 1:6, 1:12, counted and timed; ch. 4.
+
+    One row per ratio: the configuration, channels, MAdds, MAC, median and IQR time, images/s,
+    our relative speed (1 / time ratio to the 1:1 row within each round) and the paper's relative
+    speeds at the same scale column (None when ``scale`` is not 1, 2 or 4). See
+    :func:`g1_configs` for the channel rule and :func:`g1_network` for the network.
+
+    Every sweep takes the same timing arguments: ``size`` (input side, 56 in the paper),
+    ``batch`` (1 as on the paper's ARM; its GPU used 8), ``device`` (default: CUDA, MPS, then
+    CPU), ``rounds`` and ``min_run_time`` (passed to :func:`shufflelib.bench.compare`) and
+    ``threads`` (CPU threads while timing, default 1; None keeps torch's setting). Bad values
+    raise ``ValueError`` before any network is built.
+    """
+    configs = g1_configs(scale, platform, channels)
+    _check_timing(size, batch, rounds, min_run_time, threads)
+    _check_int("blocks", blocks)
+    device = _device(device)
+    pairs = [
+        ({"label": label, "c1:c2": label, "c1": c1, "c2": c2}, g1_network(c1, c2, blocks))
+        for label, c1, c2 in configs
+    ]
+    column = f"x{scale}" if scale in PAPER_SCALES else None
+    title = (
+        f"G1 equal channel width: {blocks} blocks of 1x1 convs c1->c2->c1, equal FLOPs; "
+        f"{platform.upper()} column x{scale} (c={G1_BASE[platform] * scale}), "
+        f"{_setup(batch, size, device, threads)}"
+    )
+    paper = ("shufflenet_v2.table1", column and f"GPU {column}", column and f"ARM {column}")
+    return _run(
+        pairs,
+        batch=batch,
+        size=size,
+        device=device,
+        rounds=rounds,
+        min_run_time=min_run_time,
+        title=title,
+        paper=paper,
+        threads=threads,
+    )
+
+
+def g2_sweep(
+    scale: int = 1,
+    platform: str = "arm",
+    size: int = 56,
+    batch: int = 1,
+    device: torch.device | str | None = None,
+    rounds: int = 3,
+    min_run_time: float = 0.2,
+    *,
+    threads: int | None = 1,
+    layers: int = 10,
+) -> Table:
+    """Table 2 rebuilt: G2's network at g = 1, 2, 4, 8 with equal FLOPs, counted and timed; ch. 4.
+
+    Same columns as :func:`g1_sweep`, with ``g`` and ``c``; channel rule in :func:`g2_configs`.
+    """
+    configs = g2_configs(scale, platform)
+    _check_timing(size, batch, rounds, min_run_time, threads)
+    _check_int("layers", layers)
+    device = _device(device)
+    pairs = [({"label": f"g={g}", "g": g, "c": c}, g2_network(c, g, layers)) for g, c in configs]
+    column = f"x{scale}" if scale in PAPER_SCALES else None
+    title = (
+        f"G2 group convolution: {layers} 1x1 group convs c->c, equal FLOPs; "
+        f"{platform.upper()} column x{scale} (c={G2_BASE[platform] * scale} at g=1), "
+        f"{_setup(batch, size, device, threads)}"
+    )
+    paper = ("shufflenet_v2.table2", column and f"GPU {column}", column and f"ARM {column}")
+    return _run(
+        pairs,
+        batch=batch,
+        size=size,
+        device=device,
+        rounds=rounds,
+        min_run_time=min_run_time,
+        title=title,
+        paper=paper,
+        threads=threads,
+    )
+
+
+def g3_sweep(
+    width_index: int = 0,
+    platform: str = "arm",
+    size: int = 56,
+    batch: int = 1,
+    device: torch.device | str | None = None,
+    rounds: int = 3,
+    min_run_time: float = 0.2,
+    *,
+    threads: int | None = 1,
+    c: int | None = None,
+    blocks: int = 10,
+) -> Table:
+    """Table 3 rebuilt: the five G3 structures at equal FLOPs, counted and timed; chapter 4.
+
+    ``width_index`` picks the paper's column (ARM c = 64/128/256, GPU 128/256/512); ``c`` sets the
+    1-fragment width directly (paper columns then only where it is one of the paper's widths).
+    Columns: ``structure``, ``c`` (1-fragment width), ``c per fragment``, then as
+    :func:`g1_sweep`.
+    """
+    _check_platform(platform)
+    width, index = _g3_width_of(width_index, c, platform)
+    _check_timing(size, batch, rounds, min_run_time, threads)
+    _check_int("blocks", blocks)
+    device = _device(device)
+    pairs = [
+        (
+            {"label": s, "structure": s, "c": width, "c per fragment": w},
+            g3_network(s, width, blocks),
+        )
+        for s, w in g3_configs(platform=platform, c=width)
+    ]
+    gpu = arm = None
+    if index is not None:
+        gpu, arm = f"GPU c={G3_WIDTHS['gpu'][index]}", f"ARM c={G3_WIDTHS['arm'][index]}"
+    title = (
+        f"G3 fragmentation: {blocks} blocks of 1-4 1x1 convs, equal FLOPs; "
+        f"{platform.upper()} c={width}, {_setup(batch, size, device, threads)}"
+    )
+    return _run(
+        pairs,
+        batch=batch,
+        size=size,
+        device=device,
+        rounds=rounds,
+        min_run_time=min_run_time,
+        title=title,
+        paper=("shufflenet_v2.table3", gpu, arm),
+        threads=threads,
+    )
+
+
+def g4_sweep(
+    c: int = 32,
+    platform: str = "arm",
+    size: int = 56,
+    batch: int = 1,
+    device: torch.device | str | None = None,
+    rounds: int = 3,
+    min_run_time: float = 0.2,
+    *,
+    threads: int | None = 1,
+    blocks: int = 10,
+) -> Table:
+    """Table 4 rebuilt: the bottleneck with/without ReLU and shortcut, counted and timed; ch. 4.
+
+    Rows in the paper's order: ReLU/shortcut yes/yes, yes/no, no/yes, no/no. The paper's columns
+    are c = 32, 64, 128 on both platforms (None for other ``c``). MAdds are equal across rows by
+    construction (ReLU and addition are not multiply-adds); MAC is not.
+    """
+    _check_platform(platform)
+    _check_int("c", c, minimum=4)
+    if c % 4:
+        raise ValueError(f"c must be divisible by 4 (the bottleneck is c -> c/4 -> c), got {c}")
+    _check_timing(size, batch, rounds, min_run_time, threads)
+    _check_int("blocks", blocks)
+    device = _device(device)
+    pairs = [
+        (
+            {"label": label, "ReLU": _yes(r), "shortcut": _yes(s), "c": c},
+            g4_network(c, relu=r, shortcut=s, blocks=blocks),
+        )
+        for label, r, s in g4_configs()
+    ]
+    widths = G4_WIDTHS[platform]
+    gpu = arm = None
+    if c in widths:
+        i = widths.index(c)
+        gpu, arm = f"GPU c={G4_WIDTHS['gpu'][i]}", f"ARM c={G4_WIDTHS['arm'][i]}"
+    title = (
+        f"G4 element-wise operations: {blocks} ResNet bottlenecks {c}->{c // 4}->{c}, "
+        f"ReLU and shortcut removed separately; {platform.upper()} c={c}, "
+        f"{_setup(batch, size, device, threads)}"
+    )
+    return _run(
+        pairs,
+        batch=batch,
+        size=size,
+        device=device,
+        rounds=rounds,
+        min_run_time=min_run_time,
+        title=title,
+        paper=("shufflenet_v2.table4", gpu, arm),
+        threads=threads,
+    )
+
+
+# --- verdicts ---------------------------------------------------------------------------------
+
+
+def _speeds(
+    table: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], str]
+) -> dict[str, float]:
+    speeds: dict[str, float] = {}
+    for row in table:
+        if "relative speed" not in row:
+            raise ValueError(f"every row needs a 'relative speed' column, got {sorted(row)}")
+        speeds[key(row)] = float(row["relative speed"])
+    return speeds
+
+
+def _need(speeds: dict[str, float], label: str, guideline: str) -> float:
+    if label not in speeds:
+        raise ValueError(f"{guideline} needs a row {label!r}; the table has {list(speeds)}")
+    return speeds[label]
+
+
+def verdict(table: Sequence[dict[str, Any]], guideline: str) -> str:
+    """Whether a sweep's measured relative speeds bear the guideline out, with the deciding numbers.
+
+    Speeds are compared through the ``relative speed`` column; "within 3%" means at least 0.97x
+    the fastest row's speed. The rules (chapter 4):
+
+    - **G1** holds if the 1:1 row is the fastest or within 3% of the fastest.
+    - **G2** holds if g=1 is the fastest or within 3% of it, **and** g=8 is more than 3% slower
+      than g=1 (below 0.97x its speed).
+    - **G3** holds if 1-fragment is the fastest or within 3% of it, **and** the slowest structure
+      is a 4-fragment one.
+    - **G4** holds if the no-ReLU, no-shortcut row is more than 3% faster than the yes/yes row
+      (above 1.03x its speed).
+
+    The table needs the sweep's configuration columns (``c1:c2``, ``g``, ``structure`` or
+    ``ReLU`` + ``shortcut``) and ``relative speed``; any list of such dicts works.
+    """
+    g = guideline.upper() if isinstance(guideline, str) else guideline
+    if g not in ("G1", "G2", "G3", "G4"):
+        raise ValueError(f"guideline must be 'G1', 'G2', 'G3' or 'G4', got {guideline!r}")
+    if not len(table):
+        raise ValueError("the table has no rows")
+    try:
+        if g == "G1":
+            speeds = _speeds(table, lambda r: str(r["c1:c2"]))
+        elif g == "G2":
+            speeds = _speeds(table, lambda r: f"g={r['g']}")
+        elif g == "G3":
+            speeds = _speeds(table, lambda r: str(r["structure"]))
+        else:
+            speeds = _speeds(table, lambda r: f"ReLU {r['ReLU']}, shortcut {r['shortcut']}")
+    except KeyError as e:
+        raise ValueError(f"{g} needs a column {e.args[0]!r} in every row") from None
+    fastest = max(speeds, key=speeds.__getitem__)
+    slowest = min(speeds, key=speeds.__getitem__)
+
+    def top(label: str) -> tuple[bool, str]:
+        """Is ``label`` fastest-within-3%, and the words that say so."""
+        s = speeds[label]
+        if fastest == label or speeds[fastest] == s:
+            return True, f"{label} is fastest"
+        ratio = speeds[fastest] / s
+        within = s >= (1 - MARGIN) * speeds[fastest]
+        if within:
+            return True, f"{label} is within 3% of the fastest ({fastest} at {ratio:.2f}x of it)"
+        return False, f"{fastest} is fastest ({ratio:.2f}x of {label})"
+
+    name = {"G1": "1:1", "G2": "g=1", "G3": "1-fragment", "G4": "ReLU yes, shortcut yes"}[g]
+    base = _need(speeds, name, g)
+    if g == "G1":
+        ok, words = top(name)
+        tail = f"; {slowest} runs at {speeds[slowest] / base:.2f}x its speed" if ok else ""
+        return f"G1 {'holds' if ok else 'does not hold'} here: {words}{tail}"
+    if g == "G2":
+        g8 = _need(speeds, "g=8", g) / base
+        first, words = top(name)
+        second = g8 < 1 - MARGIN
+        tail = f"g=8 runs at {g8:.2f}x of g=1" + ("" if second else " (not more than 3% slower)")
+        return f"G2 {'holds' if first and second else 'does not hold'} here: {words}; {tail}"
+    if g == "G3":
+        first, words = top(name)
+        second = slowest.startswith("4-fragment")
+        tail = f"the slowest is {slowest} at {speeds[slowest] / base:.2f}x of 1-fragment"
+        if not second:
+            tail += " (not a 4-fragment structure)"
+        return f"G3 {'holds' if first and second else 'does not hold'} here: {words}; {tail}"
+    bare = _need(speeds, "ReLU no, shortcut no", g) / base
+    ok = bare > 1 + MARGIN
+    return (
+        f"G4 {'holds' if ok else 'does not hold'} here: without ReLU and shortcut the unit runs at "
+        f"{bare:.2f}x the speed of the full unit" + ("" if ok else " (not more than 3% faster)")
+    )
