@@ -35,6 +35,8 @@ __all__ = [
     "Roofline",
     "roofline_probe",
     "operator_roofline",
+    "model_latency",
+    "mbconv_vs_fused",
 ]
 
 
@@ -576,3 +578,105 @@ def operator_roofline(
         )
     title = f"operators on input (batch {batch}, C, {size}, {size}), float32, {device}"
     return Table(rows, title=title, note=str(machine_info(device)))
+
+
+def model_latency(
+    models: Mapping[str, torch.nn.Module],
+    input_size: Sequence[int] = (1, 3, 224, 224),
+    *,
+    device: torch.device | str | None = None,
+    rounds: int = 3,
+    min_run_time: float = 0.3,
+) -> Table:
+    """Whole networks side by side: parameters, MAdds and measured latency; chapters 5-8.
+
+    Every model runs in eval mode on the same input shape, timed in interleaved rounds with
+    :func:`compare`; ``ratio`` is each model's time over the first model's.
+    """
+    if not models:
+        raise ValueError("models must name at least one model")
+    for name, model in models.items():
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(
+                f"models[{name!r}] must be a torch.nn.Module, got {type(model).__name__}"
+            )
+    if len(input_size) != 4:
+        raise ValueError(f"input_size must be (N, C, H, W), got {tuple(input_size)}")
+    device = pick_device() if device is None else torch.device(device)
+    x = torch.randn(*input_size, device=device)
+    nets = {name: m.to(device).eval() for name, m in models.items()}
+    counts = {name: (count_params(m), madds(m, input_size)) for name, m in nets.items()}
+    candidates = {name: (lambda m=m: m(x)) for name, m in nets.items()}
+    first = next(iter(nets))
+    timed = compare(
+        candidates, (), baseline=first, rounds=rounds, min_run_time=min_run_time, device=device
+    )
+    rows = []
+    for row in timed:
+        params, ops = counts[row["name"]]
+        rows.append(
+            {
+                "model": row["name"],
+                "params (M)": params / 1e6,
+                "MAdds (M)": ops / 1e6,
+                "median (ms)": row["median (ms)"],
+                "IQR (ms)": row["IQR (ms)"],
+                "images/s": input_size[0] / (row["median (ms)"] * 1e-3),
+                f"time / {first}": row["ratio"],
+            }
+        )
+    title = f"latency at input {tuple(input_size)}, eval mode, {device}"
+    return Table(rows, title=title, note=timed.note)
+
+
+def mbconv_vs_fused(
+    widths: Sequence[int] = (24, 48, 96, 192),
+    *,
+    size: int | None = None,
+    expand_ratio: int = 4,
+    batch: int = 8,
+    device: torch.device | str | None = None,
+    rounds: int = 3,
+    min_run_time: float = 0.2,
+) -> Table:
+    """MBConv against Fused-MBConv at several widths: MAdds, MAC and measured time; chapter 8.
+
+    Both blocks map ``c -> c`` at stride 1 with the same expansion; the feature map shrinks as the
+    width grows (``size`` defaults to ``56 * 24 / c``, as in a real network's stages), so each
+    width stands for one stage. ``fused / MBConv`` is the time ratio within each round.
+    """
+    from .models.efficientnet_v2 import FusedMBConv, MBConv
+
+    if not widths or any(_not_int(c) or c < 8 or c % 4 for c in widths):
+        raise ValueError(f"widths must be ints >= 8 divisible by 4, got {widths!r}")
+    device = pick_device() if device is None else torch.device(device)
+    rows = []
+    notes = ""
+    for c in widths:
+        hw = size if size is not None else max(7, round(56 * 24 / c))
+        shape = (batch, c, hw, hw)
+        x = torch.randn(*shape, device=device)
+        blocks = {
+            "MBConv": MBConv(c, c, expand_ratio=expand_ratio, kernel_size=3, stride=1),
+            "Fused-MBConv": FusedMBConv(c, c, expand_ratio=expand_ratio, kernel_size=3, stride=1),
+        }
+        blocks = {k: b.to(device).eval() for k, b in blocks.items()}
+        timed = compare(
+            {k: (lambda b=b, x=x: b(x)) for k, b in blocks.items()},
+            (),
+            baseline="MBConv",
+            rounds=rounds,
+            min_run_time=min_run_time,
+            device=device,
+        )
+        notes = timed.note
+        times = {r["name"]: r for r in timed}
+        row: dict[str, Any] = {"width": c, "map": f"{hw}x{hw}"}
+        for k, b in blocks.items():
+            row[f"{k} MAdds (M)"] = madds(b, shape) / 1e6
+            row[f"{k} MAC (MB)"] = mac(b, shape).bytes / 1e6
+            row[f"{k} (ms)"] = times[k]["median (ms)"]
+        row["fused / MBConv time"] = times["Fused-MBConv"]["ratio"]
+        rows.append(row)
+    title = f"MBConv vs Fused-MBConv, expansion {expand_ratio}, batch {batch}, {device}"
+    return Table(rows, title=title, note=notes)

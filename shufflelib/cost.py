@@ -27,6 +27,7 @@ __all__ = [
     "pointwise_mac",
     "mac_vs_ratio",
     "mac_vs_groups",
+    "stage_report",
 ]
 
 
@@ -303,3 +304,61 @@ def mac_vs_groups(h: int, w: int, c1: int, flops: float, groups: Sequence[int]) 
         c2 = flops * g / (hw * c1)
         rows.append({"g": g, "c1": c1, "c2": c2, "MAC": pointwise_mac(h, w, c1, c2, g)})
     return Table(rows, title=f"1x1 group convolution, {h}x{w} map, c1 = {c1:g}, B = {flops:,.0f}")
+
+
+def _stage_outputs(model: nn.Module, input_size: Sequence[int], depth: int) -> dict[str, tuple]:
+    shapes: dict[str, tuple] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if name and name.count(".") == depth - 1:
+
+            def hook(m: nn.Module, a: Any, out: Any, name: str = name) -> None:
+                if isinstance(out, torch.Tensor):
+                    shapes[name] = tuple(out.shape)
+
+            handles.append(module.register_forward_hook(hook))
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        param = next(model.parameters(), None)
+        kw = {} if param is None else {"device": param.device, "dtype": param.dtype}
+        with torch.no_grad():
+            model(torch.zeros(tuple(input_size), **kw))
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes.items():
+            m.training = training
+    return shapes
+
+
+def stage_report(model: nn.Module, input_size: Sequence[int], depth: int = 1) -> Table:
+    """Parameters, MAdds and MAC summed per stage (module path cut at ``depth``); chapters 5-8.
+
+    ``depth=1`` groups by the model's direct children (``conv1``, ``stage2``, ... in ShuffleNet);
+    ``depth=2`` by their children (``features.3`` in MobileNetV2). Built on :func:`layer_report`.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+    report = layer_report(model, input_size)
+    outputs = _stage_outputs(model, input_size, depth)
+    rows: dict[str, dict[str, Any]] = {}
+    for r in report:
+        path = r["layer"].split(":")[0]
+        key = "(model)" if path == "(model)" else ".".join(path.split(".")[:depth])
+        if key not in rows:
+            params = 0 if key == "(model)" else count_params(model.get_submodule(key))
+            if key == "(model)":  # parameters held by the model itself, outside any child
+                params = sum(p.numel() for p in model.parameters(recurse=False))
+            rows[key] = {"stage": key, "params": params, "MAdds": 0, "MAC (bytes)": 0}
+        rows[key]["MAdds"] += r["MAdds"]
+        rows[key]["MAC (bytes)"] += r["MAC (bytes)"]
+        rows[key]["output"] = outputs.get(key, r["output"])
+    for row in rows.values():
+        row["MAdd/byte"] = row["MAdds"] / row["MAC (bytes)"] if row["MAC (bytes)"] else 0.0
+    ordered = [r for k, r in rows.items() if k != "(model)"] + [
+        r
+        for k, r in rows.items()
+        if k == "(model)"  # the model's own work (pooling, flatten)
+    ]
+    return Table(ordered, title=f"{type(model).__name__} by stage, input {tuple(input_size)}")

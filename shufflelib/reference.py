@@ -11,7 +11,8 @@ the value is ``None``. Chapters that use the tables:
   ``table8``;
 - chapter 6 (MobileNetV2): ``mobilenet_v2.table2``, ``mobilenet_v2.table4``;
 - chapter 7 (ShuffleNet V2): ``shufflenet_v2.table5``, ``shufflenet_v2.table8``;
-- chapter 8 (EfficientNetV2): ``efficientnet_v2.table4``;
+- chapter 8 (EfficientNetV2): ``efficientnet_v2.table4``, ``efficientnet_v2.table6`` (and
+  :func:`progressive_schedule`, its linear interpolation);
 - chapters 5 to 8 and 11: ``torchvision.metadata`` (parameters, GFLOPS, accuracy of the
   pretrained weights).
 
@@ -27,7 +28,7 @@ from typing import Any
 
 from .tables import Table
 
-__all__ = ["names", "table"]
+__all__ = ["names", "table", "progressive_schedule"]
 
 _SNV2 = "ShuffleNet V2 (Ma et al., ECCV 2018, arXiv:1807.11164)"
 _SNV1 = "ShuffleNet (Zhang et al., CVPR 2018, arXiv:1707.01083)"
@@ -386,6 +387,25 @@ _ENV2_TABLE4 = _Ref(
     note="'expansion' is read from the operator name (MBConv6 expands 6x); None: not applicable.",
 )
 
+_ENV2_TABLE6 = _Ref(
+    source=(
+        f"{_ENV2}, Table 6 (progressive training settings; min = first stage, max = last stage), "
+        "as transcribed by leondgarse/keras_cv_attention_models"
+    ),
+    columns=("setting", "S min", "S max", "M min", "M max", "L min", "L max"),
+    rows=(
+        ("image size", 128, 300, 128, 380, 128, 380),
+        ("RandAugment", 5, 15, 5, 20, 5, 25),
+        ("mixup alpha", 0, 0, 0, 0.2, 0, 0.4),
+        ("dropout", 0.1, 0.3, 0.1, 0.4, 0.1, 0.5),
+    ),
+    note=(
+        "Four stages of about 87 epochs, settings interpolated linearly (Algorithm 1). "
+        "The official code's maxima differ (RandAug 10/15/20, mixup 0/0.2/0.5, "
+        "size 300/384/384) and it does not schedule dropout."
+    ),
+)
+
 # --- torchvision (chapters 5-8, 11) -----------------------------------------------------------
 
 _TV_METADATA = _Ref(
@@ -498,6 +518,7 @@ _TABLES: dict[str, _Ref] = {
     "mobilenet_v2.table2": _MNV2_TABLE2,
     "mobilenet_v2.table4": _MNV2_TABLE4,
     "efficientnet_v2.table4": _ENV2_TABLE4,
+    "efficientnet_v2.table6": _ENV2_TABLE6,
     "torchvision.metadata": _TV_METADATA,
 }
 
@@ -517,3 +538,32 @@ def table(name: str) -> Table:
     if not isinstance(name, str) or name not in _TABLES:
         raise ValueError(f"unknown reference table {name!r}; known tables: {', '.join(_TABLES)}")
     return _TABLES[name].build()
+
+
+def progressive_schedule(size: str = "S", stages: int = 4) -> Table:
+    """EfficientNetV2's progressive learning: Table 6's settings per training stage; chapter 8.
+
+    Each setting goes linearly from its "min" (first stage) to its "max" (last stage), as the
+    paper's Algorithm 1 does. This interpolates published numbers; it measures nothing.
+    """
+    if size not in ("S", "M", "L"):
+        raise ValueError(f"size must be 'S', 'M' or 'L', got {size!r}")
+    if isinstance(stages, bool) or not isinstance(stages, int) or stages < 2:
+        raise ValueError(f"stages must be an int >= 2, got {stages!r}")
+    settings = {
+        row["setting"]: (row[f"{size} min"], row[f"{size} max"])
+        for row in table("efficientnet_v2.table6")
+    }
+    rows = []
+    for i in range(stages):
+        t = i / (stages - 1)
+        row: dict[str, Any] = {"stage": i + 1}
+        for name, (lo, hi) in settings.items():
+            value = lo + (hi - lo) * t
+            row[name] = round(value) if name in ("image size", "RandAugment") else round(value, 3)
+        rows.append(row)
+    return Table(
+        rows,
+        title=f"EfficientNetV2-{size} progressive learning, {stages} stages",
+        note=_ENV2_TABLE6.source,
+    )

@@ -407,3 +407,28 @@ def test_operator_roofline_rows():
     assert g == sorted(g, reverse=True)
     with pytest.raises(ValueError, match="size"):
         operator_roofline("cpu", size=0)
+
+
+def test_model_latency_and_mbconv_vs_fused_tables():
+    from torch import nn
+
+    from shufflelib.bench import mbconv_vs_fused, model_latency
+
+    small = {"a": nn.Conv2d(3, 4, 1), "b": nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())}
+    t = model_latency(small, (1, 3, 8, 8), device="cpu", rounds=1, min_run_time=0.01)
+    assert t.column("model") == ["a", "b"]
+    assert t[0]["time / a"] == 1.0 and t[1]["median (ms)"] > 0
+    assert t[0]["params (M)"] == pytest.approx(16 / 1e6)
+    assert t[1]["MAdds (M)"] == pytest.approx(8 * 3 * 9 * 6 * 6 / 1e6)
+    with pytest.raises(ValueError, match="at least one"):
+        model_latency({}, (1, 3, 8, 8))
+    with pytest.raises(TypeError, match="'x'"):
+        model_latency({"x": "not a model"}, (1, 3, 8, 8))
+    f = mbconv_vs_fused((8, 16), size=4, batch=1, device="cpu", rounds=1, min_run_time=0.01)
+    assert f.column("width") == [8, 16]
+    for row in f:
+        # Fused-MBConv's expansion is a full 3x3 conv: 9x the MAdds of the 1x1 it replaces.
+        assert row["Fused-MBConv MAdds (M)"] > row["MBConv MAdds (M)"]
+        assert row["fused / MBConv time"] > 0
+    with pytest.raises(ValueError, match="widths"):
+        mbconv_vs_fused((6,))

@@ -10,6 +10,7 @@ from shufflelib.cost import (
     mac_vs_ratio,
     madds,
     pointwise_mac,
+    stage_report,
 )
 
 # (c_in, c_out, kernel, groups): dense, grouped, and depthwise (groups = channels).
@@ -296,3 +297,27 @@ def test_mac_vs_groups_grows_linearly():
         mac_vs_ratio(h, w, -1, [1.0])
     with pytest.raises(ValueError, match="c2"):
         pointwise_mac(1, 1, 1, 0)
+
+
+def test_stage_report_sums_to_the_whole_model():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+            self.body = nn.Sequential(nn.Conv2d(8, 8, 1), nn.Conv2d(8, 16, 1, bias=False))
+            self.fc = nn.Linear(16, 5)
+
+        def forward(self, x):
+            return self.fc(self.body(self.stem(x)).mean(dim=(2, 3)))
+
+    net, shape = Net(), (2, 3, 6, 6)
+    report = stage_report(net, shape)
+    assert report.column("stage") == ["stem", "body", "fc", "(model)"]
+    assert sum(report.column("params")) == count_params(net)
+    assert sum(report.column("MAdds")) == madds(net, shape)
+    assert sum(report.column("MAC (bytes)")) == mac(net, shape).bytes
+    assert report[0]["output"] == (2, 8, 6, 6) and report[1]["output"] == (2, 16, 6, 6)
+    deeper = stage_report(net, shape, depth=2)
+    assert deeper.column("stage")[:4] == ["stem.0", "stem.1", "body.0", "body.1"]
+    with pytest.raises(ValueError, match="depth"):
+        stage_report(net, shape, depth=0)

@@ -173,3 +173,20 @@ def test_unknown_name_lists_the_known_ones():
         assert name in str(e.value)
     with pytest.raises(ValueError, match="unknown reference table"):
         reference.table(1)  # type: ignore[arg-type]
+
+
+def test_progressive_schedule_interpolates_table6_linearly():
+    from shufflelib.reference import progressive_schedule, table
+
+    six = {r["setting"]: r for r in table("efficientnet_v2.table6")}
+    assert six["image size"]["S max"] == 300 and six["mixup alpha"]["L max"] == 0.4
+    s = progressive_schedule("S", stages=4)
+    assert s.column("stage") == [1, 2, 3, 4]
+    assert s.column("image size") == [128, 185, 243, 300]  # 128 + 172 * t, rounded
+    assert s.column("dropout") == [0.1, 0.167, 0.233, 0.3]
+    m = progressive_schedule("M", stages=2)
+    assert m.column("RandAugment") == [5, 20] and m.column("mixup alpha") == [0, 0.2]
+    with pytest.raises(ValueError, match="'XL'"):
+        progressive_schedule("XL")
+    with pytest.raises(ValueError, match="1"):
+        progressive_schedule("S", stages=1)

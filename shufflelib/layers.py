@@ -1,0 +1,194 @@
+"""The small bricks every model in the book shares: ConvBNAct, SqueezeExcite, DropPath.
+
+Chapter 5 (ShuffleNet V1) introduces :class:`ConvBNAct`, chapter 6 (MobileNetV2)
+:func:`make_divisible`, chapter 8 (EfficientNetV2) :class:`SqueezeExcite` and :class:`DropPath`;
+chapter 7 (ShuffleNet V2) uses them too. Their attribute names follow torchvision's, so
+torchvision's ImageNet weights load into the models built from them.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+__all__ = [
+    "ConvBNAct",
+    "SqueezeExcite",
+    "DropPath",
+    "make_divisible",
+    "check_positive_int",
+    "drop_path_probabilities",
+]
+
+ModuleFactory = Callable[..., nn.Module]
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """``value`` as an int >= 1, or a ValueError naming it (bool is refused); chapter 5."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _make_activation(activation_layer: ModuleFactory, inplace: bool) -> nn.Module:
+    # ReLU, ReLU6 and SiLU take `inplace`; GELU, Identity or a user's class may not.
+    try:
+        takes_inplace = "inplace" in inspect.signature(activation_layer).parameters
+    except (TypeError, ValueError):  # some builtins have no signature
+        takes_inplace = False
+    return activation_layer(inplace=inplace) if takes_inplace else activation_layer()
+
+
+class ConvBNAct(nn.Sequential):
+    """Convolution, normalisation, optional activation: the unit every CNN here is made of.
+
+    An ``nn.Sequential`` on purpose: the convolution is child ``0``, the norm child ``1`` and the
+    activation child ``2``, exactly as torchvision's ``Conv2dNormActivation``, so state_dict keys
+    such as ``features.0.0.weight`` and ``features.0.1.running_mean`` match torchvision's. Where
+    torchvision's layout is flat (``branch2.0 .. branch2.7`` in ShuffleNet V2), unpack it:
+    ``nn.Sequential(*ConvBNAct(...), *ConvBNAct(...))``.
+
+    ``padding`` defaults to ``kernel_size // 2`` ("same" size at stride 1). The convolution has a
+    bias only when there is no norm layer (a bias before BatchNorm is cancelled by its mean).
+    ``groups=in_channels`` gives a depthwise convolution. ``activation_layer=None`` leaves the
+    output linear, as the projection of a MobileNetV2 block (Sandler et al., 2018; chapter 6)
+    and the depthwise convolution of a ShuffleNet unit (Zhang et al., 2018; chapter 5) need.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        *,
+        padding: int | None = None,
+        norm_layer: ModuleFactory | None = nn.BatchNorm2d,
+        activation_layer: ModuleFactory | None = nn.ReLU,
+        inplace: bool = True,
+    ) -> None:
+        in_channels = check_positive_int(in_channels, "in_channels")
+        out_channels = check_positive_int(out_channels, "out_channels")
+        kernel_size = check_positive_int(kernel_size, "kernel_size")
+        stride = check_positive_int(stride, "stride")
+        groups = check_positive_int(groups, "groups")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide both in_channels={in_channels} and "
+                f"out_channels={out_channels} (remainders {in_channels % groups} and "
+                f"{out_channels % groups})"
+            )
+        if padding is None:
+            padding = kernel_size // 2
+        elif isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
+            raise ValueError(f"padding must be an int >= 0 or None, got {padding!r}")
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride,
+                padding,
+                groups=groups,
+                bias=norm_layer is None,
+            )
+        ]
+        if norm_layer is not None:
+            layers.append(norm_layer(out_channels))
+        if activation_layer is not None:
+            layers.append(_make_activation(activation_layer, inplace))
+        super().__init__(*layers)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.stride = stride
+        self.groups = groups
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-Excitation (Hu et al., 2018): reweight channels by a gate from their means.
+
+    ``x * gate(fc2(act(fc1(mean_hw(x)))))`` with 1x1 convolutions ``fc1`` (``in_channels ->
+    squeeze_channels``) and ``fc2`` (back). The attribute names are those of torchvision's
+    ``SqueezeExcitation``, so EfficientNetV2's ImageNet weights load (``block.2.fc1.weight``).
+    EfficientNetV2 (Tan and Le, 2021) puts one in every MBConv block; chapter 8.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        squeeze_channels: int,
+        activation_layer: ModuleFactory = nn.ReLU,
+        scale_activation: ModuleFactory = nn.Sigmoid,
+    ) -> None:
+        super().__init__()
+        in_channels = check_positive_int(in_channels, "in_channels")
+        squeeze_channels = check_positive_int(squeeze_channels, "squeeze_channels")
+        self.fc1 = nn.Conv2d(in_channels, squeeze_channels, 1)
+        self.fc2 = nn.Conv2d(squeeze_channels, in_channels, 1)
+        self.activation = _make_activation(activation_layer, inplace=True)
+        self.scale_activation = scale_activation()
+        self.in_channels = in_channels
+        self.squeeze_channels = squeeze_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = x.mean((2, 3), keepdim=True)  # squeeze: one number per channel
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(scale))))  # excite
+        return x * scale
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al., 2016): drop a residual branch for whole samples.
+
+    In training, each sample's branch output is zeroed with probability ``p`` and the survivors
+    are multiplied by ``1 / (1 - p)``, so the expected output equals the input; in eval mode, or
+    when ``p == 0``, it is the identity. Applied to the residual branch only, it makes a block the
+    identity for that sample. torchvision calls it ``StochasticDepth(p, "row")``; EfficientNetV2
+    raises ``p`` linearly with the block index, up to 0.2 (chapter 8).
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"p (the drop probability) must be a number in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        # One Bernoulli draw per sample, broadcast over channels and positions.
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+        if keep > 0.0:
+            mask.div_(keep)
+        return x * mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor``, never 10% below it; chapter 6.
+
+    The rounding of MobileNetV2's width multiplier (and of torchvision's EfficientNets): halves
+    round up, the result is at least ``min_value`` (default ``divisor``), and if rounding down
+    lost more than 10% of ``value`` one more ``divisor`` is added.
+    """
+    divisor = check_positive_int(divisor, "divisor")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ValueError(f"value must be a positive number, got {value!r}")
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def drop_path_probabilities(model: nn.Module) -> list[float]:
+    """The drop probability of every :class:`DropPath` in ``model``, in forward order; ch. 8."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return [m.p for m in model.modules() if isinstance(m, DropPath)]
