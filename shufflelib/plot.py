@@ -27,6 +27,10 @@ __all__ = [
     "mac_curves",
     "roofline",
     "guideline_speeds",
+    "stage_costs",
+    "latency_vs_madds",
+    "survival",
+    "schedule",
 ]
 
 GROUP_COLOURS = plt.get_cmap("tab10").colors
@@ -303,5 +307,73 @@ def guideline_speeds(
     axes[0].set_ylabel("speed relative to the first configuration")
     axes[0].legend(fontsize=8)
     fig.suptitle(title or "Relative speed: higher is faster; the first configuration is 1")
+    fig.tight_layout()
+    return fig
+
+
+def stage_costs(table: Table, title: str = "") -> Figure:
+    """Parameters, MAdds and MAC per stage, from :func:`shufflelib.cost.stage_report`; ch. 5-8."""
+    stages = [str(s) for s in table.column("stage")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    panels = (
+        ("params", "parameters (millions)", 1e6),
+        ("MAdds", "multiply-adds (millions)", 1e6),
+        ("MAC (bytes)", "memory access (MB)", 1e6),
+    )
+    for k, (ax, (column, label, scale)) in enumerate(zip(axes, panels)):
+        ax.barh(range(len(stages)), [v / scale for v in table.column(column)], color=f"C{k}")
+        ax.set_xlabel(label)
+        ax.set_title(f"{column} by stage", fontsize=10)
+    axes[0].set_yticks(range(len(stages)), stages, fontsize=8)
+    axes[0].invert_yaxis()
+    fig.suptitle(title or table.title)
+    fig.tight_layout()
+    return fig
+
+
+def latency_vs_madds(table: Table, title: str = "") -> Figure:
+    """Measured latency against multiply-adds, one point per model (with IQR bars); ch. 5-8.
+
+    Takes a :func:`shufflelib.bench.model_latency` table. Points on one line through the origin
+    would mean FLOPs predict speed; the scatter around it is what they miss.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x, y, iqr = table.column("MAdds (M)"), table.column("median (ms)"), table.column("IQR (ms)")
+    ax.errorbar(x, y, yerr=[v / 2 for v in iqr], fmt="o", capsize=3)
+    for name, xi, yi in zip(table.column("model"), x, y):
+        ax.annotate(str(name), (xi, yi), fontsize=8, xytext=(5, 3), textcoords="offset points")
+    ax.set_xlabel("multiply-adds (millions)")
+    ax.set_ylabel("measured latency (ms)")
+    ax.set_xlim(0, max(x) * 1.25)
+    ax.set_ylim(0, max(y) * 1.25)
+    ax.set_title(title or table.title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def survival(probabilities: Sequence[float], title: str = "") -> Figure:
+    """Stochastic depth: each block's survival probability (1 - drop probability); chapter 8."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    keep = [1 - p for p in probabilities]
+    ax.plot(range(len(keep)), keep, "o-", ms=3)
+    ax.set_xlabel("block index (input side to output side)")
+    ax.set_ylabel("survival probability")
+    ax.set_ylim(min(keep + [0.75]) - 0.02, 1.01)
+    ax.set_title(title or "Stochastic depth: deeper blocks are dropped more often")
+    fig.tight_layout()
+    return fig
+
+
+def schedule(table: Table, title: str = "") -> Figure:
+    """A training schedule per stage, one panel per setting (e.g. progressive learning); ch. 8."""
+    settings = [c for c in table.columns if c != "stage"]
+    fig, axes = plt.subplots(1, len(settings), figsize=(3.0 * len(settings), 3.0))
+    axes = [axes] if len(settings) == 1 else list(axes)
+    for k, (ax, name) in enumerate(zip(axes, settings)):
+        ax.plot(table.column("stage"), table.column(name), "o-", color=f"C{k}")
+        ax.set_xlabel("training stage")
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks(table.column("stage"))
+    fig.suptitle(title or table.title)
     fig.tight_layout()
     return fig

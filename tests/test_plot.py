@@ -107,6 +107,41 @@ def test_guideline_speeds_draws_three_series_per_config():
     labelled(fig)
 
 
+def test_zoo_figures():
+    stages = Table(
+        [
+            {"stage": "conv1", "params": 1e3, "MAdds": 1e6, "MAC (bytes)": 2e6},
+            {"stage": "stage2", "params": 3e4, "MAdds": 2e7, "MAC (bytes)": 1e7},
+        ],
+        title="by stage",
+    )
+    fig = plot.stage_costs(stages)
+    assert [p.get_width() for p in fig.axes[1].patches] == [1.0, 20.0]
+    labelled(fig)
+    lat = Table(
+        [
+            {"model": "a", "MAdds (M)": 140.0, "median (ms)": 5.0, "IQR (ms)": 0.2},
+            {"model": "b", "MAdds (M)": 300.0, "median (ms)": 7.0, "IQR (ms)": 0.4},
+        ]
+    )
+    fig = plot.latency_vs_madds(lat, title="latency")
+    assert fig.axes[0].get_ylabel() == "measured latency (ms)"
+    labelled(fig)
+    fig = plot.survival([0.0, 0.1, 0.2])
+    assert list(fig.axes[0].lines[0].get_ydata()) == [1.0, 0.9, 0.8]
+    labelled(fig)
+    sched = Table(
+        [
+            {"stage": 1, "image size": 128, "dropout": 0.1},
+            {"stage": 2, "image size": 300, "dropout": 0.3},
+        ],
+        title="schedule",
+    )
+    fig = plot.schedule(sched)
+    assert len(fig.axes) == 2
+    labelled(fig)
+
+
 @pytest.mark.parametrize("name", plot.__all__)
 def test_every_plot_function_is_tested(name):
     tested = {
@@ -118,5 +153,9 @@ def test_every_plot_function_is_tested(name):
         "mac_curves",
         "roofline",
         "guideline_speeds",
+        "stage_costs",
+        "latency_vs_madds",
+        "survival",
+        "schedule",
     }
     assert name in tested, f"plot.{name} has no test in tests/test_plot.py"
