@@ -340,8 +340,12 @@ def latency_vs_madds(table: Table, title: str = "") -> Figure:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     x, y, iqr = table.column("MAdds (M)"), table.column("median (ms)"), table.column("IQR (ms)")
     ax.errorbar(x, y, yerr=[v / 2 for v in iqr], fmt="o", capsize=3)
-    for name, xi, yi in zip(table.column("model"), x, y):
-        ax.annotate(str(name), (xi, yi), fontsize=8, xytext=(5, 3), textcoords="offset points")
+    for k, (name, xi, yi) in enumerate(zip(table.column("model"), x, y)):
+        # Alternate the label side so that models of similar cost do not overwrite each other.
+        offset, align = ((6, 4), "left") if k % 2 == 0 else ((-6, -10), "right")
+        ax.annotate(
+            str(name), (xi, yi), fontsize=8, xytext=offset, textcoords="offset points", ha=align
+        )
     ax.set_xlabel("multiply-adds (millions)")
     ax.set_ylabel("measured latency (ms)")
     ax.set_xlim(0, max(x) * 1.25)
