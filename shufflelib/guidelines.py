@@ -33,7 +33,7 @@ What the paper shows versus what we build (see each builder's docstring for the 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -72,6 +72,7 @@ __all__ = [
     "g4_configs",
     "g4_sweep",
     "verdict",
+    "summary",
 ]
 
 PLATFORMS = ("arm", "gpu")
@@ -824,3 +825,26 @@ def verdict(table: Sequence[dict[str, Any]], guideline: str) -> str:
         f"G4 {'holds' if ok else 'does not hold'} here: without ReLU and shortcut the unit runs at "
         f"{bare:.2f}x the speed of the full unit" + ("" if ok else " (not more than 3% faster)")
     )
+
+
+def summary(results: Mapping[str, Mapping[str, Table]]) -> Table:
+    """One row per guideline and size: whether it holds here, and the verdict; chapter 4.
+
+    ``results`` maps a guideline ("G1" .. "G4") to its sweeps, keyed by a size label, e.g.
+    ``{"G1": {"x1": g1_sweep(1), ...}, ...}``. The machine line of the first sweep is the note.
+    """
+    rows = []
+    note = ""
+    for guideline, tables in results.items():
+        for size, table in tables.items():
+            text = verdict(table, guideline)
+            note = note or getattr(table, "note", "")
+            rows.append(
+                {
+                    "guideline": guideline.upper(),
+                    "size": size,
+                    "holds here": text.startswith(f"{guideline.upper()} holds"),
+                    "verdict": text,
+                }
+            )
+    return Table(rows, title="ShuffleNet V2's guidelines, measured on this machine", note=note)

@@ -507,3 +507,26 @@ def test_g1_smoke_sweep_really_timed():
     assert t.note.startswith(line)  # timed with one thread, and the machine line says so
     assert "G1" in t.title and "56x56" not in t.title and "8x8" in t.title and "1 thread" in t.title
     assert G.verdict(t, "G1").startswith(("G1 holds here", "G1 does not hold here"))
+
+
+def test_summary_marks_each_sweep_from_its_verdict():
+    from shufflelib.guidelines import summary
+    from shufflelib.tables import Table
+
+    good = Table(
+        [{"c1:c2": "1:1", "relative speed": 1.0}, {"c1:c2": "1:12", "relative speed": 0.6}],
+        note="machine line",
+    )
+    bad = Table([{"c1:c2": "1:1", "relative speed": 1.0}, {"c1:c2": "1:6", "relative speed": 1.2}])
+    g4 = Table(
+        [
+            {"ReLU": "yes", "shortcut": "yes", "relative speed": 1.0},
+            {"ReLU": "no", "shortcut": "no", "relative speed": 1.01},
+        ]
+    )
+    table = summary({"G1": {"x1": good, "x2": bad}, "g4": {"c=32": g4}})
+    assert table.column("guideline") == ["G1", "G1", "G4"]
+    assert table.column("size") == ["x1", "x2", "c=32"]
+    assert table.column("holds here") == [True, False, False]
+    assert table.note == "machine line"
+    assert table[1]["verdict"].startswith("G1 does not hold here")
