@@ -239,6 +239,7 @@ def compare(
     min_run_time: float = 0.2,
     title: str = "",
     device: torch.device | str | None = None,
+    threads: int | None = None,
 ) -> Table:
     """Time several functions on the same inputs, side by side, in interleaved rounds.
 
@@ -246,7 +247,8 @@ def compare(
     taken within the round, so slow drifts of a shared machine cancel. The table gives the median
     time, the IQR over rounds, and the median ratio (column ``ratio``). Candidates that need
     different inputs can be closures taking none (``inputs=()``); then pass ``device`` so the
-    machine line names it.
+    machine line names it. ``threads`` sets torch's CPU threads for the timing (default: as
+    they are); one thread is steadier on a shared machine.
     """
     if baseline not in candidates:
         raise ValueError(f"baseline {baseline!r} is not one of the candidates {list(candidates)}")
@@ -256,7 +258,9 @@ def compare(
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
-            m = measure(fn, inputs, label=name, min_run_time=min_run_time, warmup=1)
+            m = measure(
+                fn, inputs, label=name, min_run_time=min_run_time, warmup=1, threads=threads
+            )
             times[name].append(m.median)
     rows = []
     for name, ts in times.items():
@@ -271,7 +275,10 @@ def compare(
             }
         )
     device = device if device is not None else _device_of(inputs)
-    return Table(rows, title=title, note=str(machine_info(device)))
+    info = machine_info(device)
+    if threads is not None:  # the machine line states the threads the timing used
+        info = MachineInfo(**{**info.__dict__, "threads": threads})
+    return Table(rows, title=title, note=str(info))
 
 
 def _textbook_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -587,11 +594,13 @@ def model_latency(
     device: torch.device | str | None = None,
     rounds: int = 3,
     min_run_time: float = 0.3,
+    threads: int | None = None,
 ) -> Table:
     """Whole networks side by side: parameters, MAdds and measured latency; chapters 5-8.
 
     Every model runs in eval mode on the same input shape, timed in interleaved rounds with
-    :func:`compare`; ``ratio`` is each model's time over the first model's.
+    :func:`compare`; ``ratio`` is each model's time over the first model's. ``threads=1`` times
+    on one CPU thread, as the papers' phone measurements did.
     """
     if not models:
         raise ValueError("models must name at least one model")
@@ -609,8 +618,15 @@ def model_latency(
     candidates = {name: (lambda m=m: m(x)) for name, m in nets.items()}
     first = next(iter(nets))
     timed = compare(
-        candidates, (), baseline=first, rounds=rounds, min_run_time=min_run_time, device=device
+        candidates,
+        (),
+        baseline=first,
+        rounds=rounds,
+        min_run_time=min_run_time,
+        device=device,
+        threads=threads,
     )
+
     rows = []
     for row in timed:
         params, ops = counts[row["name"]]
@@ -626,6 +642,8 @@ def model_latency(
             }
         )
     title = f"latency at input {tuple(input_size)}, eval mode, {device}"
+    if threads is not None:
+        title += f", {threads} thread(s)"
     return Table(rows, title=title, note=timed.note)
 
 

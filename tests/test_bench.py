@@ -432,3 +432,25 @@ def test_model_latency_and_mbconv_vs_fused_tables():
         assert row["fused / MBConv time"] > 0
     with pytest.raises(ValueError, match="widths"):
         mbconv_vs_fused((6,))
+
+
+def test_compare_and_model_latency_time_on_the_threads_asked_for():
+    from torch import nn
+
+    from shufflelib.bench import model_latency
+
+    before = torch.get_num_threads()
+    t = compare(
+        {"a": lambda: torch.ones(4) * 2}, (), baseline="a", rounds=1, min_run_time=0.01, threads=1
+    )
+    assert "(2 cores, 1 threads)" in t.note or ", 1 threads)" in t.note
+    lat = model_latency(
+        {"a": nn.Conv2d(3, 4, 1)},
+        (1, 3, 4, 4),
+        device="cpu",
+        rounds=1,
+        min_run_time=0.01,
+        threads=1,
+    )
+    assert "1 thread" in lat.title and ", 1 threads)" in lat.note
+    assert torch.get_num_threads() == before, "the thread count is restored"
