@@ -656,6 +656,7 @@ def mbconv_vs_fused(
     device: torch.device | str | None = None,
     rounds: int = 3,
     min_run_time: float = 0.2,
+    threads: int | None = None,
 ) -> Table:
     """MBConv against Fused-MBConv at several widths: MAdds, MAC and measured time; chapter 8.
 
@@ -686,6 +687,7 @@ def mbconv_vs_fused(
             rounds=rounds,
             min_run_time=min_run_time,
             device=device,
+            threads=threads,
         )
         notes = timed.note
         times = {r["name"]: r for r in timed}
@@ -694,7 +696,10 @@ def mbconv_vs_fused(
             row[f"{k} MAdds (M)"] = madds(b, shape) / 1e6
             row[f"{k} MAC (MB)"] = mac(b, shape).bytes / 1e6
             row[f"{k} (ms)"] = times[k]["median (ms)"]
+            row[f"{k} IQR (ms)"] = times[k]["IQR (ms)"]
         row["fused / MBConv time"] = times["Fused-MBConv"]["ratio"]
         rows.append(row)
     title = f"MBConv vs Fused-MBConv, expansion {expand_ratio}, batch {batch}, {device}"
+    if threads is not None:
+        title += f", {threads} thread(s)"
     return Table(rows, title=title, note=notes)

@@ -368,6 +368,14 @@ def survival(probabilities: Sequence[float], title: str = "") -> Figure:
     return fig
 
 
+_SCHEDULE_UNITS = {
+    "image size": "image side (pixels)",
+    "RandAugment": "RandAugment magnitude",
+    "mixup alpha": "mixup alpha",
+    "dropout": "dropout rate",
+}
+
+
 def schedule(table: Table, title: str = "") -> Figure:
     """A training schedule per stage, one panel per setting (e.g. progressive learning); ch. 8."""
     settings = [c for c in table.columns if c != "stage"]
@@ -376,6 +384,7 @@ def schedule(table: Table, title: str = "") -> Figure:
     for k, (ax, name) in enumerate(zip(axes, settings)):
         ax.plot(table.column("stage"), table.column(name), "o-", color=f"C{k}")
         ax.set_xlabel("training stage")
+        ax.set_ylabel(_SCHEDULE_UNITS.get(name, name))
         ax.set_title(name, fontsize=10)
         ax.set_xticks(table.column("stage"))
     fig.suptitle(title or table.title)

@@ -430,6 +430,7 @@ def test_model_latency_and_mbconv_vs_fused_tables():
         # Fused-MBConv's expansion is a full 3x3 conv: 9x the MAdds of the 1x1 it replaces.
         assert row["Fused-MBConv MAdds (M)"] > row["MBConv MAdds (M)"]
         assert row["fused / MBConv time"] > 0
+        assert row["MBConv IQR (ms)"] >= 0 and row["Fused-MBConv IQR (ms)"] >= 0
     with pytest.raises(ValueError, match="widths"):
         mbconv_vs_fused((6,))
 

@@ -139,6 +139,7 @@ def test_zoo_figures():
     )
     fig = plot.schedule(sched)
     assert len(fig.axes) == 2
+    assert [ax.get_ylabel() for ax in fig.axes] == ["image side (pixels)", "dropout rate"]
     labelled(fig)
 
 
