@@ -1,5 +1,6 @@
 import os
 import socket
+import threading
 import time
 
 import pytest
@@ -532,13 +533,24 @@ def empty_hub(tmp_path):
 
 
 def test_load_weights_offline_fails_fast_and_clearly(empty_hub, monkeypatch):
-    def hang(*args, **kwargs):  # a network that never answers (DNS or connect)
-        time.sleep(30)
+    released = threading.Event()
+
+    def hang(*args, **kwargs):  # a network that never answers (DNS or connect) ...
+        released.wait(30)
+        raise TimeoutError("timed out")  # ... until the test ends, then times out like a socket
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    try:
+        _offline_fails_fast(monkeypatch)
+    finally:
+        released.set()  # let the probe thread finish inside this test, not during a later one
+
+
+def _offline_fails_fast(monkeypatch):
 
     def no_download(*args, **kwargs):
         raise AssertionError("the download must not start")
 
-    monkeypatch.setattr(socket, "create_connection", hang)
     monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_download)
     model = zoo.build("shufflenet_v2_x0_5")
     start = time.perf_counter()
