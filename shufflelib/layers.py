@@ -167,7 +167,7 @@ class DropPath(nn.Module):
         return x * mask
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p:.4g}"
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
