@@ -6,7 +6,8 @@ access cost (MAC) of ShuffleNet V2 and places each layer on the roofline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,29 @@ def _check_size(input_size: Sequence[int]) -> tuple[int, ...]:
     return size
 
 
+def _zero_input(model: nn.Module, input_size: Sequence[int]) -> torch.Tensor:
+    """A zero tensor of ``input_size`` on the model's device and dtype (after checking both)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    size = _check_size(input_size)
+    param = next(model.parameters(), None)
+    if param is None:
+        return torch.zeros(size)
+    return torch.zeros(size, device=param.device, dtype=param.dtype)
+
+
+@contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode for the block; then every submodule gets its own mode back (they may differ)."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
 def madds(model: nn.Module, input_size: Sequence[int]) -> int:
     """Multiply-adds of one forward pass on a zero input of ``input_size``; chapter 1.
 
@@ -55,23 +79,9 @@ def madds(model: nn.Module, input_size: Sequence[int]) -> int:
     convolutions and matrix products; the papers' "FLOPs" are multiply-adds, so we halve it.
     Element-wise work (ReLU, BatchNorm, additions) is not counted, as in the papers.
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    size = _check_size(input_size)
-    try:
-        param = next(model.parameters())
-        device, dtype = param.device, param.dtype
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.get_default_dtype()
-    x = torch.zeros(size, device=device, dtype=dtype)
-    modes = {m: m.training for m in model.modules()}  # restored one by one: they may differ
-    model.eval()
-    try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
-    finally:
-        for m, training in modes.items():
-            m.training = training
+    x = _zero_input(model, input_size)
+    with _eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
     return counter.get_total_flops() // 2
 
 
@@ -156,15 +166,7 @@ _FREE_OPS = {
 
 
 def _trace(model: nn.Module, input_size: Sequence[int]) -> list[_OpRecord]:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    size = _check_size(input_size)
-    try:
-        param = next(model.parameters())
-        device, dtype = param.device, param.dtype
-    except StopIteration:
-        device, dtype = torch.device("cpu"), torch.get_default_dtype()
-    x = torch.zeros(size, device=device, dtype=dtype)
+    x = _zero_input(model, input_size)
     stack: list[tuple[str, str]] = [("(input)", type(model).__name__)]
 
     def enter(label: str):
@@ -180,17 +182,13 @@ def _trace(model: nn.Module, input_size: Sequence[int]) -> list[_OpRecord]:
     for name, module in model.named_modules():
         handles.append(module.register_forward_pre_hook(enter(name or "(model)")))
         handles.append(module.register_forward_hook(leave))
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
     mode = _CostMode(stack)
     try:
-        with torch.no_grad(), mode:
+        with _eval_mode(model), torch.no_grad(), mode:
             model(x)
     finally:
         for h in handles:
             h.remove()
-        for m, training in modes.items():
-            m.training = training
     return mode.records
 
 
@@ -317,18 +315,13 @@ def _stage_outputs(model: nn.Module, input_size: Sequence[int], depth: int) -> d
                     shapes[name] = tuple(out.shape)
 
             handles.append(module.register_forward_hook(hook))
-    modes = {m: m.training for m in model.modules()}
-    model.eval()
+    x = _zero_input(model, input_size)
     try:
-        param = next(model.parameters(), None)
-        kw = {} if param is None else {"device": param.device, "dtype": param.dtype}
-        with torch.no_grad():
-            model(torch.zeros(tuple(input_size), **kw))
+        with _eval_mode(model), torch.no_grad():
+            model(x)
     finally:
         for h in handles:
             h.remove()
-        for m, training in modes.items():
-            m.training = training
     return shapes
 
 
