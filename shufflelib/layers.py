@@ -21,6 +21,9 @@ __all__ = [
     "make_divisible",
     "check_positive_int",
     "drop_path_probabilities",
+    "check_stride",
+    "init_weights",
+    "randomise_batchnorm",
 ]
 
 ModuleFactory = Callable[..., nn.Module]
@@ -192,3 +195,54 @@ def drop_path_probabilities(model: nn.Module) -> list[float]:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return [m.p for m in model.modules() if isinstance(m, DropPath)]
+
+
+def check_stride(stride: object) -> int:
+    """``stride`` if it is 1 or 2 (every unit in the book), else a ValueError naming it."""
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+    return int(stride)
+
+
+def init_weights(model: nn.Module, linear: str = "normal") -> nn.Module:
+    """torchvision's initialisation for the model zoo; chapters 5-8.
+
+    Convolutions: Kaiming normal (fan_out), bias zero. Norm layers: weight one, bias zero. Linear
+    layers: ``"normal"`` draws N(0, 0.01) (ShuffleNet, MobileNetV2), ``"uniform"`` draws from
+    +-1/sqrt(out_features) (EfficientNet); bias zero.
+    """
+    if linear not in ("normal", "uniform"):
+        raise ValueError(f"linear must be 'normal' or 'uniform', got {linear!r}")
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+        elif isinstance(m, nn.Linear):
+            if linear == "normal":
+                nn.init.normal_(m.weight, 0, 0.01)
+            else:
+                bound = 1.0 / m.out_features**0.5
+                nn.init.uniform_(m.weight, -bound, bound)
+        if isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm, nn.Linear)):
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random affine parameters and running statistics in every BatchNorm; chapters 6-8.
+
+    Fresh BatchNorm layers compute (almost) the identity in eval mode, so two implementations can
+    agree on fresh weights and still differ on trained ones. Checks of our models against
+    torchvision's randomise the statistics first, so every layer does something.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return model

@@ -9,31 +9,14 @@ from shufflelib.layers import (
     DropPath,
     SqueezeExcite,
     make_divisible,
+    randomise_batchnorm,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors run as fast on one thread, and one thread cannot stall in an OpenMP barrier
-    # when other processes keep the cores busy (a 2-thread forward can then take 100x longer).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def randomise_bn(module, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data = torch.rand(m.weight.shape, generator=g) + 0.5
-            m.bias.data = torch.randn(m.bias.shape, generator=g)
-            m.running_mean = torch.randn(m.running_mean.shape, generator=g)
-            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
 
 
 # ConvBNAct
@@ -71,7 +54,7 @@ def test_conv_bn_act_children_are_conv_norm_act_like_torchvision():
     assert ours[2].inplace
     tv = Conv2dNormActivation(8, 16, 3, 2, groups=2)
     assert list(ours.state_dict()) == list(tv.state_dict())
-    randomise_bn(tv)
+    randomise_batchnorm(tv)
     ours.load_state_dict(tv.state_dict(), strict=True)
     x = rand(2, 8, 9, 9)
     assert torch.equal(ours.eval()(x), tv.eval()(x))
@@ -226,3 +209,47 @@ def test_drop_path_probabilities_in_forward_order():
     assert drop_path_probabilities(net) == [0.0, 0.1, 0.2]
     with pytest.raises(TypeError, match="Module"):
         drop_path_probabilities([DropPath(0.1)])
+
+
+def test_check_stride():
+    from shufflelib.layers import check_stride
+
+    assert check_stride(1) == 1 and check_stride(2) == 2
+    for bad in (0, 3, True, 2.0, "2"):
+        with pytest.raises(ValueError, match=repr(bad)):
+            check_stride(bad)
+
+
+def test_init_weights_follows_torchvision():
+    from torch import nn
+
+    from shufflelib.layers import init_weights
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(16, 64, 3, bias=True), nn.BatchNorm2d(64), nn.Linear(64, 100))
+    init_weights(net, linear="normal")
+    conv, bn, fc = net
+    fan_out = 64 * 9
+    assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.1)
+    assert torch.equal(conv.bias, torch.zeros(64)) and torch.equal(bn.weight, torch.ones(64))
+    assert torch.equal(bn.bias, torch.zeros(64)) and torch.equal(fc.bias, torch.zeros(100))
+    assert fc.weight.std().item() == pytest.approx(0.01, rel=0.1)
+    init_weights(net, linear="uniform")
+    assert fc.weight.abs().max().item() <= 1 / 100**0.5
+    with pytest.raises(ValueError, match="'xavier'"):
+        init_weights(net, linear="xavier")
+
+
+def test_randomise_batchnorm_is_seeded_and_changes_eval_outputs():
+    from torch import nn
+
+    from shufflelib.layers import randomise_batchnorm
+
+    a = randomise_batchnorm(nn.Sequential(nn.BatchNorm2d(8)), seed=3)
+    b = randomise_batchnorm(nn.Sequential(nn.BatchNorm2d(8)), seed=3)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    x = rand(2, 8, 4, 4)
+    fresh = nn.BatchNorm2d(8).eval()
+    assert not torch.allclose(a.eval()(x), fresh(x), atol=1e-3)
+    assert (a[0].running_var >= 0.5).all()

@@ -10,7 +10,7 @@ from torch import nn
 
 import shufflelib.models as zoo
 from shufflelib.cost import count_params, madds
-from shufflelib.layers import DropPath, SqueezeExcite
+from shufflelib.layers import DropPath, SqueezeExcite, randomise_batchnorm
 from shufflelib.models.efficientnet_v2 import (
     EFFICIENTNET_V2_S,
     EfficientNetV2,
@@ -28,31 +28,11 @@ from shufflelib.models.shufflenet_v1 import (
 from shufflelib.models.shufflenet_v2 import ShuffleNetV2, ShuffleV2Unit, concat_shuffle
 from shufflelib.ops import channel_shuffle
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Small tensors run as fast on one thread, and one thread cannot stall in an OpenMP barrier
-    # when other processes keep the cores busy (a 2-thread forward can then take 100x longer).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rand(*shape, seed=0):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
-
-def randomise_bn(module, seed=0):
-    """Random affine parameters and running statistics in every BatchNorm (fixed seed)."""
-    g = torch.Generator().manual_seed(seed)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data = torch.rand(m.weight.shape, generator=g) + 0.5
-            m.bias.data = torch.randn(m.bias.shape, generator=g) * 0.1
-            m.running_mean = torch.randn(m.running_mean.shape, generator=g) * 0.1
-            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
-    return module
 
 
 def zero_last_bn(block):
@@ -83,7 +63,7 @@ def test_concat_shuffle_equals_cat_then_channel_shuffle():
 
 @pytest.mark.parametrize(("c_in", "c_out", "stride"), [(58, 58, 1), (24, 58, 2), (116, 232, 2)])
 def test_shuffle_v2_unit_equals_literal_cat_then_shuffle(c_in, c_out, stride):
-    unit = randomise_bn(ShuffleV2Unit(c_in, c_out, stride)).eval()
+    unit = randomise_batchnorm(ShuffleV2Unit(c_in, c_out, stride)).eval()
     x = rand(2, c_in, 8, 8)
     out = unit(x)
     assert out.shape == (2, c_out, 8 // stride, 8 // stride)
@@ -91,7 +71,7 @@ def test_shuffle_v2_unit_equals_literal_cat_then_shuffle(c_in, c_out, stride):
 
 
 def test_shuffle_v2_unit_stride1_passes_first_half_unchanged():
-    unit = randomise_bn(ShuffleV2Unit(16, 16, 1)).eval()
+    unit = randomise_batchnorm(ShuffleV2Unit(16, 16, 1)).eval()
     x = rand(2, 16, 5, 5)
     out = unit(x)
     # After the shuffle the identity half sits on the even channels.
@@ -121,7 +101,7 @@ def test_shuffle_v2_unit_bad_arguments(args, words):
 
 
 def test_shuffle_v1_unit_stride2_concatenates_pooled_input():
-    unit = randomise_bn(ShuffleV1Unit(240, 480, 2, 3)).eval()
+    unit = randomise_batchnorm(ShuffleV1Unit(240, 480, 2, 3)).eval()
     x = rand(2, 240, 8, 8).relu()
     out = unit(x)
     assert out.shape == (2, 480, 4, 4)
@@ -140,8 +120,8 @@ def test_shuffle_v1_unit_stride1_adds_input():
 
 
 def test_shuffle_v1_unit_shuffle_switch():
-    a = randomise_bn(ShuffleV1Unit(96, 96, 1, 8)).eval()
-    b = randomise_bn(ShuffleV1Unit(96, 96, 1, 8, shuffle=False)).eval()
+    a = randomise_batchnorm(ShuffleV1Unit(96, 96, 1, 8)).eval()
+    b = randomise_batchnorm(ShuffleV1Unit(96, 96, 1, 8, shuffle=False)).eval()
     b.load_state_dict(a.state_dict())
     x = rand(2, 96, 4, 4)
     assert a.shuffle and not b.shuffle
@@ -283,7 +263,7 @@ TORCHVISION_NAMES = [
 @pytest.mark.parametrize("name", TORCHVISION_NAMES)
 def test_torchvision_weights_give_the_same_outputs(name):
     torch.manual_seed(0)
-    tv = randomise_bn(torchvision.models.get_model(name, weights=None)).eval()
+    tv = randomise_batchnorm(torchvision.models.get_model(name, weights=None)).eval()
     ours = zoo.build(name).eval()
     assert list(ours.state_dict()) == list(tv.state_dict())  # same keys, same order
     ours.load_state_dict(tv.state_dict(), strict=True)
@@ -572,7 +552,7 @@ def test_load_weights_unreachable_host(empty_hub, monkeypatch):
 
 
 def test_load_weights_from_the_hub_cache_needs_no_network(empty_hub, monkeypatch):
-    source = randomise_bn(torchvision.models.shufflenet_v2_x0_5())
+    source = randomise_batchnorm(torchvision.models.shufflenet_v2_x0_5())
     url = torchvision.models.ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1.url
     os.makedirs(empty_hub / "checkpoints")
     torch.save(source.state_dict(), empty_hub / "checkpoints" / os.path.basename(url))
@@ -587,7 +567,7 @@ def test_load_weights_from_the_hub_cache_needs_no_network(empty_hub, monkeypatch
 
 
 def test_load_weights_from_a_local_path(tmp_path):
-    source = randomise_bn(torchvision.models.mobilenet_v2())
+    source = randomise_batchnorm(torchvision.models.mobilenet_v2())
     torch.save(source.state_dict(), tmp_path / "w.pth")
     model = zoo.load_torchvision_weights(
         zoo.build("mobilenet_v2"), "mobilenet_v2", path=tmp_path / "w.pth"
@@ -639,7 +619,7 @@ def test_one_training_step_reaches_every_parameter(name):
 
 @pytest.mark.parametrize("name", ["shufflenet_v1_g3_x0_5", "shufflenet_v2_x0_5"])
 def test_channels_last_stem_changes_memory_not_values(name):
-    fast = randomise_bn(zoo.build(name)).eval()
+    fast = randomise_batchnorm(zoo.build(name)).eval()
     slow = zoo.build(name, channels_last_stem=False).eval()
     slow.load_state_dict(fast.state_dict())
     x = rand(2, 3, 64, 64)

@@ -1,5 +1,7 @@
 """Every figure has a title and labelled axes, and draws the data it is given."""
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -145,18 +147,6 @@ def test_zoo_figures():
 
 @pytest.mark.parametrize("name", plot.__all__)
 def test_every_plot_function_is_tested(name):
-    tested = {
-        "weight_blocks",
-        "connectivity",
-        "permutation",
-        "cost_vs_groups",
-        "benchmark_bars",
-        "mac_curves",
-        "roofline",
-        "guideline_speeds",
-        "stage_costs",
-        "latency_vs_madds",
-        "survival",
-        "schedule",
-    }
-    assert name in tested, f"plot.{name} has no test in tests/test_plot.py"
+    # Read from this file's own code, so the check cannot drift from the tests above.
+    source = Path(__file__).read_text().split("def test_every_plot_function_is_tested")[0]
+    assert f"plot.{name}(" in source, f"plot.{name} has no test in tests/test_plot.py"

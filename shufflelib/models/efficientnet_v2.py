@@ -15,7 +15,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..layers import ConvBNAct, DropPath, SqueezeExcite, check_positive_int, make_divisible
+from ..layers import (
+    ConvBNAct,
+    DropPath,
+    SqueezeExcite,
+    check_positive_int,
+    check_stride,
+    init_weights,
+    make_divisible,
+)
 
 __all__ = [
     "StageConfig",
@@ -52,8 +60,7 @@ class StageConfig:
     def __post_init__(self) -> None:
         if self.block not in ("fused", "mbconv"):
             raise ValueError(f"block must be 'fused' or 'mbconv', got {self.block!r}")
-        if self.stride not in (1, 2) or isinstance(self.stride, bool):
-            raise ValueError(f"stride must be 1 or 2, got {self.stride!r}")
+        check_stride(self.stride)
         for name in ("expand_ratio", "kernel", "in_channels", "out_channels", "num_layers"):
             check_positive_int(getattr(self, name), name)
         if self.kernel % 2 == 0:
@@ -127,12 +134,6 @@ CONFIGS: dict[str, tuple[Sequence[StageConfig], int, float]] = {
 }
 
 
-def _check_stride(stride: int) -> int:
-    if stride not in (1, 2) or isinstance(stride, bool):
-        raise ValueError(f"stride must be 1 or 2, got {stride!r}")
-    return stride
-
-
 class MBConv(nn.Module):
     """The MBConv block of EfficientNet (MobileNetV2's inverted residual plus SE); chapter 8.
 
@@ -159,7 +160,7 @@ class MBConv(nn.Module):
         super().__init__()
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
-        stride = _check_stride(stride)
+        stride = check_stride(stride)
         check_positive_int(expand_ratio, "expand_ratio")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.has_skip = stride == 1 and in_channels == out_channels
@@ -208,7 +209,7 @@ class FusedMBConv(nn.Module):
         super().__init__()
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
-        stride = _check_stride(stride)
+        stride = check_stride(stride)
         check_positive_int(expand_ratio, "expand_ratio")
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.has_skip = stride == 1 and in_channels == out_channels
@@ -304,23 +305,7 @@ class EfficientNetV2(nn.Module):
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout, inplace=True), nn.Linear(last_channel, num_classes)
         )
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # As torchvision's EfficientNet: Kaiming (fan_out) convolutions, BN at identity, and a
-        # uniform FC in +-1/sqrt(num_classes).
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / m.out_features**0.5
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+        init_weights(self, linear="uniform")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Image to the last feature map (after the 1x1 head convolution)."""

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers import ConvBNAct, check_positive_int, make_divisible
+from ..layers import ConvBNAct, check_positive_int, check_stride, init_weights, make_divisible
 
 __all__ = ["INVERTED_RESIDUAL_SETTING", "InvertedResidual", "MobileNetV2", "mobilenet_v2"]
 
@@ -58,8 +58,7 @@ class InvertedResidual(nn.Module):
         super().__init__()
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
-        if stride not in (1, 2) or isinstance(stride, bool):
-            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        check_stride(stride)
         if isinstance(expand_ratio, bool) or not isinstance(expand_ratio, (int, float)):
             raise ValueError(f"expand_ratio must be a number >= 1, got {expand_ratio!r}")
         if expand_ratio < 1:
@@ -158,21 +157,7 @@ class MobileNetV2(nn.Module):
         self.classifier = nn.Sequential(
             nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes)
         )
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        # As torchvision: Kaiming (fan_out) convolutions, BN at identity, a small normal FC.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self, linear="normal")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Image to the last feature map (after the 1x1 conv to 1280 channels)."""

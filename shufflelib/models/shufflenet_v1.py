@@ -18,6 +18,8 @@ from ..layers import (
     ConvBNAct,
     _make_activation,
     check_positive_int,
+    check_stride,
+    init_weights,
     make_divisible,
 )
 from ..ops import channel_shuffle
@@ -103,8 +105,7 @@ class ShuffleV1Unit(nn.Module):
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
         groups = check_positive_int(groups, "groups")
-        if stride not in (1, 2) or isinstance(stride, bool):
-            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        check_stride(stride)
         if out_channels % 4:
             raise ValueError(
                 f"out_channels={out_channels} must be divisible by 4 (the bottleneck is a quarter "
@@ -223,17 +224,7 @@ class ShuffleNetV1(nn.Module):
         self.stage2, self.stage3, self.stage4 = stages
         # No bias, as Megvii's released models (the paper does not say).
         self.fc = nn.Linear(in_channels, num_classes, bias=False)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
+        init_weights(self, linear="normal")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Image to the last feature map (after Stage4)."""

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers import ConvBNAct, check_positive_int
+from ..layers import ConvBNAct, check_positive_int, check_stride, init_weights
 from ..ops import channel_shuffle, channel_split
 
 __all__ = [
@@ -80,8 +80,7 @@ class ShuffleV2Unit(nn.Module):
         super().__init__()
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
-        if stride not in (1, 2) or isinstance(stride, bool):
-            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
+        check_stride(stride)
         if out_channels % 2:
             raise ValueError(
                 f"out_channels must be even (two branches of equal width), got {out_channels}"
@@ -205,18 +204,7 @@ class ShuffleNetV2(nn.Module):
             in_channels = out_channels
         self.conv5 = ConvBNAct(in_channels, stages_out_channels[4], 1, **act)
         self.fc = nn.Linear(stages_out_channels[4], num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self, linear="normal")
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Image to the last feature map (after Conv5)."""
