@@ -630,3 +630,14 @@ def test_channels_last_stem_changes_memory_not_values(name):
     assert a.is_contiguous()  # the stages see the usual NCHW layout
     with pytest.raises(TypeError, match="channels_last_stem"):
         zoo.build(name, channels_last_stem=1)
+
+
+def test_efficientnet_v2_stage_table():
+    from shufflelib.models.efficientnet_v2 import stage_table
+
+    t = stage_table(("s", "m"))
+    assert t.columns == ["stage", "S", "M"]
+    assert t[0]["S"] == "F1 24->24 s1 x2" and t[3]["S"] == "MB4 64->128 s2 x6"
+    assert t[6] == {"stage": 7, "S": "-", "M": t[6]["M"]} and t[6]["M"].startswith("MB6 304->512")
+    with pytest.raises(ValueError, match="'xl'"):
+        stage_table(("s", "xl"))

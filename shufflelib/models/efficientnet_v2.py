@@ -24,6 +24,7 @@ from ..layers import (
     init_weights,
     make_divisible,
 )
+from ..tables import Table
 
 __all__ = [
     "StageConfig",
@@ -36,6 +37,7 @@ __all__ = [
     "FusedMBConv",
     "EfficientNetV2",
     "efficientnet_v2",
+    "stage_table",
 ]
 
 
@@ -328,3 +330,30 @@ def efficientnet_v2(
     stages, last_channel, dropout = CONFIGS[variant]
     kwargs.setdefault("dropout", dropout)
     return EfficientNetV2(stages, last_channel, num_classes, small_input=small_input, **kwargs)
+
+
+def stage_table(sizes: Sequence[str] = ("s", "m", "l")) -> Table:
+    """The stage rows of several sizes side by side, one compact cell per stage; chapter 8.
+
+    Each cell reads ``F4 24->48 s2 x4``: block kind (F Fused-MBConv, MB MBConv) with its expansion,
+    widths, stride of the first block and number of blocks; "-" where a size has fewer stages.
+    """
+    unknown = [v for v in sizes if v not in CONFIGS]
+    if not sizes or unknown:
+        raise ValueError(f"sizes must name configurations in {sorted(CONFIGS)}, got {sizes!r}")
+    depth = max(len(CONFIGS[v][0]) for v in sizes)
+    rows = []
+    for i in range(depth):
+        row: dict[str, str | int] = {"stage": i + 1}
+        for v in sizes:
+            stages = CONFIGS[v][0]
+            if i >= len(stages):
+                row[v.upper()] = "-"
+                continue
+            st = stages[i]
+            kind = f"{'F' if st.block == 'fused' else 'MB'}{st.expand_ratio}"
+            row[v.upper()] = (
+                f"{kind} {st.in_channels}->{st.out_channels} s{st.stride} x{st.num_layers}"
+            )
+        rows.append(row)
+    return Table(rows, title=f"EfficientNetV2 stage rows: {', '.join(v.upper() for v in sizes)}")
