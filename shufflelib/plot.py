@@ -31,6 +31,9 @@ __all__ = [
     "latency_vs_madds",
     "survival",
     "schedule",
+    "samples",
+    "history",
+    "pareto",
 ]
 
 GROUP_COLOURS = plt.get_cmap("tab10").colors
@@ -388,5 +391,101 @@ def schedule(table: Table, title: str = "") -> Figure:
         ax.set_title(name, fontsize=10)
         ax.set_xticks(table.column("stage"))
     fig.suptitle(title or table.title)
+    fig.tight_layout()
+    return fig
+
+
+def samples(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: Sequence[str],
+    per_class: int = 8,
+    title: str = "",
+) -> Figure:
+    """uint8 images (n, 3, H, W) in a grid: a row per class, ``per_class`` of each; chapter 9."""
+    fig, axes = plt.subplots(
+        len(classes), per_class, figsize=(0.75 * per_class + 1.4, 0.75 * len(classes) + 0.5)
+    )
+    for c, name in enumerate(classes):
+        picks = (labels == c).nonzero().flatten()[:per_class].tolist()
+        for k in range(per_class):
+            ax = axes[c][k]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if k < len(picks):
+                ax.imshow(images[picks[k]].permute(1, 2, 0).numpy(), interpolation="nearest")
+        axes[c][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title or f"{per_class} images of each of the {len(classes)} classes")
+    fig.supxlabel(f"examples of each class ({images.shape[-1]}x{images.shape[-2]} pixels)")
+    fig.tight_layout()
+    return fig
+
+
+def history(runs: Mapping[str, Table], chance: float | None = None, title: str = "") -> Figure:
+    """Training curves: train loss and test accuracy per epoch, one line per run; chapter 9.
+
+    Takes histories as ``shufflelib.train.fit`` returns them. ``chance`` draws the accuracy of
+    guessing (0.1 for ten classes) as a dashed line.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for k, (name, h) in enumerate(runs.items()):
+        epochs = h.column("epoch")
+        left.plot(epochs, h.column("train loss"), "o-", ms=3, color=f"C{k}", label=name)
+        if "test accuracy" in h.columns:
+            right.plot(epochs, h.column("test accuracy"), "o-", ms=3, color=f"C{k}", label=name)
+    if chance is not None:
+        right.axhline(chance, color="0.4", ls="--", lw=1, label="chance")
+    left.set_xlabel("epoch")
+    left.set_ylabel("training loss (cross-entropy, smoothed labels)")
+    left.set_title("training loss", fontsize=10)
+    right.set_xlabel("epoch")
+    right.set_ylabel("test accuracy (top-1)")
+    right.set_title("test accuracy", fontsize=10)
+    right.set_ylim(0, 1)
+    for ax in (left, right):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    right.legend(fontsize=8, loc="best")
+    fig.suptitle(title or "Training curves")
+    fig.tight_layout()
+    return fig
+
+
+def pareto(
+    table: Table,
+    x: str,
+    y: str = "test accuracy",
+    label: str = "model",
+    front: Sequence[str] = (),
+    xlabel: str = "",
+    ax=None,
+    title: str = "",
+) -> Figure:
+    """Quality ``y`` against cost ``x``, one point per row, the Pareto ``front`` joined; ch. 10.
+
+    ``front`` names the rows on the front (as :func:`shufflelib.metrics.pareto_front` finds
+    them): no other row is both cheaper and better. Draws into ``ax`` when given.
+    """
+    fig, ax = plt.subplots(figsize=(5.6, 4.0)) if ax is None else (ax.figure, ax)
+    names, xs, ys = table.column(label), table.column(x), table.column(y)
+    on = [n in front for n in names]
+    ax.scatter(
+        [v for v, f in zip(xs, on) if not f], [v for v, f in zip(ys, on) if not f], color="0.55"
+    )
+    ax.scatter([v for v, f in zip(xs, on) if f], [v for v, f in zip(ys, on) if f], color="C3")
+    points = sorted((xv, yv) for xv, yv, f in zip(xs, ys, on) if f)
+    if points:
+        ax.step(*zip(*points), where="post", color="C3", lw=1.2, label="Pareto front")
+        ax.legend(fontsize=8, loc="lower right")
+    for k, (n, xv, yv) in enumerate(zip(names, xs, ys)):
+        offset, align = ((6, 4), "left") if k % 2 == 0 else ((-6, -10), "right")
+        ax.annotate(
+            str(n), (xv, yv), fontsize=8, xytext=offset, textcoords="offset points", ha=align
+        )
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(y)
+    ax.set_xlim(0, max(xs) * 1.3)
+    ax.set_title(title or f"{y} against {x}", fontsize=10)
     fig.tight_layout()
     return fig

@@ -145,6 +145,33 @@ def test_zoo_figures():
     labelled(fig)
 
 
+def test_samples_history_and_pareto():
+    images = torch.randint(0, 256, (40, 3, 8, 8), dtype=torch.uint8)
+    labels = torch.arange(40) % 4
+    fig = plot.samples(images, labels, ["a", "b", "c", "d"], per_class=3)
+    assert len(fig.axes) == 12 and fig.axes[0].get_ylabel() == "a"
+    assert (fig.axes[4].get_images()[0].get_array() == images[5].permute(1, 2, 0).numpy()).all()
+    plt.close(fig)
+    h = Table([{"epoch": e, "train loss": 2.0 / e, "test accuracy": 0.1 * e} for e in (1, 2, 3)])
+    fig = plot.history({"net": h, "other": h}, chance=0.1)
+    left, right = fig.axes
+    assert list(left.lines[0].get_ydata()) == [2.0, 1.0, 2.0 / 3]
+    assert len(right.lines) == 3  # two runs and the chance line
+    labelled(fig)
+    t = Table(
+        [
+            {"model": "a", "ms": 1.0, "test accuracy": 0.5},
+            {"model": "b", "ms": 2.0, "test accuracy": 0.4},
+            {"model": "c", "ms": 3.0, "test accuracy": 0.7},
+        ]
+    )
+    fig = plot.pareto(t, "ms", front=["a", "c"], xlabel="latency (ms)")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "latency (ms)" and len(ax.collections) == 2
+    assert list(ax.lines[0].get_xdata()) == [1.0, 3.0]  # the front joins a and c
+    labelled(fig)
+
+
 @pytest.mark.parametrize("name", plot.__all__)
 def test_every_plot_function_is_tested(name):
     # Read from this file's own code, so the check cannot drift from the tests above.

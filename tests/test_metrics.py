@@ -1,0 +1,78 @@
+"""shufflelib.metrics: the direct-metric table, the Pareto front, FLOPs-vs-clock disagreements."""
+
+import pytest
+import torch
+from torch import nn
+
+from shufflelib import metrics
+from shufflelib.cost import madds
+from shufflelib.tables import Table
+
+
+def net(width: int) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+
+
+def test_direct_metrics_counts_and_times_every_model(one_thread):
+    models = {"narrow": net(4), "wide": net(32)}
+    t = metrics.direct_metrics(
+        models,
+        {"narrow": 0.3, "wide": 0.6},
+        image_size=16,
+        batch_sizes=(1, 4),
+        device="cpu",
+        rounds=1,
+        min_run_time=0.01,
+    )
+    assert t.column("model") == ["narrow", "wide"]
+    assert t.column("test accuracy") == [0.3, 0.6]
+    assert t[0]["MAdds (M)"] == pytest.approx(madds(models["narrow"], (1, 3, 16, 16)) / 1e6)
+    assert t[1]["params (M)"] == pytest.approx((32 * 27 + 32) / 1e6)
+    # MAC of the 3x3 conv alone: input 3*256, weights 32*27 + 32, output 32*256; ReLU and pool add
+    assert t[1]["MAC (M)"] * 1e6 >= 3 * 256 + 32 * 28 + 32 * 256
+    for b in (1, 4):
+        assert all(v > 0 for v in t.column(f"b{b} (ms)"))
+        assert all(v >= 0 for v in t.column(f"b{b} IQR (ms)"))
+
+
+def test_direct_metrics_rejects_bad_input():
+    with pytest.raises(ValueError, match="one number per model"):
+        metrics.direct_metrics({"a": net(4)}, {"b": 0.5})
+    with pytest.raises(ValueError, match="fraction in \\[0, 1\\]"):
+        metrics.direct_metrics({"a": net(4)}, {"a": 50})
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        metrics.direct_metrics({"a": "net"}, {"a": 0.5})
+    with pytest.raises(ValueError, match="batch_sizes"):
+        metrics.direct_metrics({"a": net(4)}, {"a": 0.5}, batch_sizes=(0,))
+
+
+TABLE = Table(
+    [
+        {"model": "a", "MAdds (M)": 10.0, "b1 (ms)": 3.0, "test accuracy": 0.50},
+        {"model": "b", "MAdds (M)": 20.0, "b1 (ms)": 2.0, "test accuracy": 0.60},
+        {"model": "c", "MAdds (M)": 30.0, "b1 (ms)": 4.0, "test accuracy": 0.55},
+        {"model": "d", "MAdds (M)": 40.0, "b1 (ms)": 5.0, "test accuracy": 0.70},
+    ]
+)
+
+
+def test_pareto_front():
+    assert metrics.pareto_front(TABLE, "b1 (ms)") == ["b", "d"]  # a is slower and worse than b
+    assert metrics.pareto_front(TABLE, "MAdds (M)") == ["a", "b", "d"]
+    with pytest.raises(ValueError, match="no column 'ms'"):
+        metrics.pareto_front(TABLE, "ms")
+
+
+def test_disagreements_and_verdict():
+    d = metrics.disagreements(TABLE)
+    assert len(d) == 1 and list(d[0].values())[:2] == ["a", "b"]
+    assert list(d[0].values())[2:] == [0.5, 1.5]
+    text = metrics.verdict(TABLE)
+    assert "Cheapest to dearest by MAdds (M): a, b, c, d." in text
+    assert "Fastest to slowest by b1 (ms): b, a, c, d." in text
+    assert "a needs 0.50x the MAdds (M) of b, yet takes 1.50x its time." in text
+    agree = Table([dict(r, **{"b1 (ms)": r["MAdds (M)"]}) for r in TABLE])
+    assert "ranked every pair of models as the clock did" in metrics.verdict(agree)

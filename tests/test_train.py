@@ -1,0 +1,474 @@
+"""shufflelib.train: the recipe, determinism, atomic checkpoints, bit-identical resume, the CLI
+and DistributedDataParallel under torchrun, on tiny models and data so the file runs in seconds."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from shufflelib import data, train
+from shufflelib.tables import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+N_TRAIN, N_TEST = 192, 96
+TIMING = ("images/s", "seconds")
+
+
+class Tiny(nn.Module):
+    """A small network with every kind of state fit must carry: conv, BN, dropout, bias."""
+
+    def __init__(self, width: int = 8, classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(1),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(2 * width, classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+def tiny(seed: int = 0, width: int = 8) -> Tiny:
+    torch.manual_seed(seed)
+    return Tiny(width)
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return data.embedded("train", n=N_TRAIN), data.embedded("test", n=N_TEST)
+
+
+def fit(model, sets, epochs=3, **kw):
+    tr, te = sets
+    kw = {"batch_size": 32, "progress": False, "log": None, "workers": 0, **kw}
+    return train.fit(model, tr, epochs, test_data=te, **kw)
+
+
+def strip(history):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in history]
+
+
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------------------------
+# the recipe's pieces
+
+
+def test_param_groups_never_decay_norms_and_biases():
+    m = tiny()
+    decay, no_decay = train.param_groups(m, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in m.named_parameters()}
+    assert sorted(names[id(p)] for p in decay["params"]) == [
+        "classifier.1.weight",
+        "features.0.weight",
+        "features.4.weight",
+    ]
+    assert sorted(names[id(p)] for p in no_decay["params"]) == [
+        "classifier.1.bias",
+        "features.1.bias",
+        "features.1.weight",
+        "features.4.bias",
+    ]
+
+
+def test_lr_warms_up_linearly_then_follows_a_cosine_to_zero():
+    total, warmup = 100, 10
+    f = [train.lr_at(s, total, warmup) for s in range(total)]
+    assert f[0] == pytest.approx(0.1) and f[4] == pytest.approx(0.5) and f[9] == 1.0
+    assert f[10] == 1.0 and f[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert all(a >= b for a, b in zip(f[9:], f[10:]))  # never rises after the warm-up
+    assert train.lr_at(total, total, warmup) == pytest.approx(0.0)
+    assert train.lr_at(0, 10, 0) == 1.0  # no warm-up
+
+
+def test_progressive_schedule_interpolates_per_stage_as_algorithm_1():
+    p = train.Progressive(stages=4, image_size=(16, 32), dropout=(0.1, 0.3), mixup=(0.0, 0.3))
+    t = p.table(8)
+    assert isinstance(t, Table) and len(t) == 8
+    assert t.column("stage") == [1, 1, 2, 2, 3, 3, 4, 4]
+    assert t.column("image size") == [
+        16,
+        16,
+        20,
+        20,
+        28,
+        28,
+        32,
+        32,
+    ]  # 21.3, 26.7 -> multiples of 4
+    assert t.column("dropout")[0] == 0.1 and t.column("dropout")[-1] == 0.3
+    assert t.column("dropout")[2] == pytest.approx(0.1 + 0.2 / 3, abs=1e-4)
+    assert t.column("mixup")[0] == 0.0 and t.column("mixup")[-1] == 0.3
+    assert [p.stage(e, 10) for e in range(10)] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"stages": 1}, "stages"),
+        ({"image_size": (16,)}, "image_size"),
+        ({"image_size": (4, 32)}, "image_size"),
+        ({"dropout": (0.1, 1.5)}, "dropout"),
+        ({"mixup": (-1.0, 0.2)}, "mixup"),
+    ],
+)
+def test_progressive_rejects_bad_settings(kw, match):
+    with pytest.raises(ValueError, match=match):
+        train.Progressive(**kw)
+
+
+def test_progressive_needs_an_epoch_per_stage():
+    with pytest.raises(ValueError, match="epochs must be an int >= 4, got 3"):
+        train.Progressive().at(0, 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# fit and evaluate
+
+
+def easy(n: int, seed: int) -> torch.utils.data.TensorDataset:
+    """Noise images whose class shifts one colour channel: a problem any network learns fast."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 10
+    x = torch.randn(n, 3, 32, 32, generator=g)
+    x[:, 0] += (y.float() - 4.5)[:, None, None] / 2
+    return torch.utils.data.TensorDataset(x, y)
+
+
+def test_fit_returns_a_history_and_the_loss_goes_down(one_thread):
+    kw = {"optimizer": "adamw", "lr": 1e-2, "weight_decay": 0.0, "label_smoothing": 0.0}
+    h = fit(tiny(), (easy(320, 0), easy(160, 1)), epochs=6, **kw)
+    assert isinstance(h, Table) and [r["epoch"] for r in h] == list(range(1, 7))
+    expected = {"epoch", "lr", "train loss", "train accuracy", "test loss", "test accuracy"}
+    assert expected | set(TIMING) == set(h.columns)
+    losses = h.column("train loss")
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert h[-1]["test accuracy"] > 0.5, h.column("test accuracy")  # chance is 0.1
+    assert h[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the cosine ends at zero
+    assert all(r["images/s"] > 0 and r["seconds"] > 0 for r in h)
+
+
+def test_evaluate_matches_a_hand_count(sets):
+    _, te = sets
+    m = tiny().eval()
+    scores = train.evaluate(m, te, batch_size=40)
+    x, y = te.batch(range(len(te)))
+    with torch.no_grad():
+        logits = m(x)
+    assert scores["images"] == N_TEST
+    assert scores["accuracy"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    assert scores["loss"] == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+    m.train()
+    train.evaluate(m, te, limit=10)
+    assert m.training  # the mode is restored
+
+
+def test_same_seed_same_history_and_weights(sets, one_thread):
+    a, b, c = tiny(), tiny(), tiny()
+    ha, hb = fit(a, sets, seed=3), fit(b, sets, seed=3)
+    assert strip(ha) == strip(hb) and same_weights(a, b)
+    hc = fit(c, sets, seed=4)
+    assert strip(hc) != strip(ha)  # the seed drives data order and augmentation
+
+
+def test_resume_after_an_interruption_is_bit_identical(sets, one_thread, tmp_path):
+    straight = tiny()
+    h_straight = fit(straight, sets, epochs=4, checkpoint_dir=tmp_path / "a")
+
+    first = tiny()
+    h1 = fit(first, sets, epochs=4, checkpoint_dir=tmp_path / "b", stop_after=2)
+    assert len(h1) == 2
+    torch.manual_seed(1234)  # the resumed run must not depend on the state it is started in
+    resumed = tiny(seed=99)  # other initial weights: they come from the checkpoint
+    h2 = fit(resumed, sets, epochs=4, checkpoint_dir=tmp_path / "b", resume=True)
+    assert [r["epoch"] for r in h2] == [1, 2, 3, 4]
+    assert strip(h2) == strip(h_straight)
+    assert same_weights(resumed, straight)
+
+
+def test_an_interruption_after_the_checkpoint_loses_nothing(sets, one_thread, tmp_path):
+    class Interrupt(Exception):
+        pass
+
+    def log(line):
+        if line.startswith("epoch 2/"):
+            raise Interrupt
+
+    straight = tiny()
+    fit(straight, sets, epochs=3)
+    with pytest.raises(Interrupt):
+        fit(tiny(), sets, epochs=3, checkpoint_dir=tmp_path, log=log)
+    assert train.load_checkpoint(tmp_path)["epoch"] == 2
+    resumed = tiny(seed=5)
+    fit(resumed, sets, epochs=3, checkpoint_dir=tmp_path, resume=True)
+    assert same_weights(resumed, straight)
+
+
+def test_checkpoint_holds_everything_and_loads_weights_only(sets, tmp_path):
+    m = tiny()
+    fit(m, sets, epochs=2, checkpoint_dir=tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["history.json", "last.pt"]  # no temporary files left
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["format"] == train.FORMAT and ckpt["epoch"] == 2
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "history", "config"} <= set(ckpt)
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in ckpt["model"].items())
+    assert len(ckpt["history"]) == 2 and ckpt["config"]["epochs"] == 2
+    assert {"torch", "python"} <= set(ckpt["rng"])
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["history"] == ckpt["history"]
+
+
+def test_a_finished_run_resumes_as_a_load(sets, tmp_path):
+    m = tiny()
+    h = fit(m, sets, epochs=2, checkpoint_dir=tmp_path)
+    again = tiny(seed=7)
+    h2 = fit(again, sets, epochs=2, checkpoint_dir=tmp_path, resume=True)
+    assert list(h2) == list(h) and same_weights(again, m)
+
+
+def test_never_overwrites_a_checkpoint_without_resume(sets, tmp_path):
+    fit(tiny(), sets, epochs=1, checkpoint_dir=tmp_path)
+    before = (tmp_path / "last.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="resume=True"):
+        fit(tiny(), sets, epochs=1, checkpoint_dir=tmp_path)
+    assert (tmp_path / "last.pt").read_bytes() == before
+
+
+def test_a_checkpoint_from_another_model_is_refused_before_training(sets, tmp_path):
+    fit(tiny(), sets, epochs=1, checkpoint_dir=tmp_path)
+    other = tiny(width=4)
+    before = {k: v.clone() for k, v in other.state_dict().items()}
+    with pytest.raises(ValueError, match="from another model"):
+        fit(other, sets, epochs=1, checkpoint_dir=tmp_path, resume=True)
+    assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
+
+
+def test_resume_with_other_settings_is_refused(sets, tmp_path):
+    fit(tiny(), sets, epochs=2, checkpoint_dir=tmp_path, stop_after=1)
+    with pytest.raises(ValueError, match="settings differ.*epochs"):
+        fit(tiny(), sets, epochs=3, checkpoint_dir=tmp_path, resume=True)
+
+
+def test_progressive_training_follows_the_schedule(sets, one_thread):
+    p = train.Progressive(stages=2, image_size=(16, 32), dropout=(0.1, 0.3), mixup=(0.0, 0.2))
+    m = tiny()
+    h = fit(m, sets, epochs=2, progressive=p)
+    assert h.column("image size") == [16, 32]
+    assert h.column("dropout") == [0.1, 0.3] and h.column("mixup") == [0.0, 0.2]
+    assert m.classifier[0].p == 0.3  # the last stage's dropout is set on the model
+
+
+def test_load_checkpoint_rejects_other_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train.load_checkpoint(tmp_path)
+    torch.save({"a": 1}, tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="not a shufflebook checkpoint"):
+        train.load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kw, error, match",
+    [
+        ({"epochs": 0}, ValueError, "epochs must be an int >= 1, got 0"),
+        ({"epochs": 2.0}, ValueError, "epochs"),
+        ({"optimizer": "adam"}, ValueError, "optimizer must be one of"),
+        ({"lr": -1.0}, ValueError, "lr must be"),
+        ({"lr": 0}, ValueError, "lr must be > 0"),
+        ({"batch_size": 0}, ValueError, "batch_size"),
+        ({"batch_size": 500}, ValueError, "must not exceed the training set"),
+        ({"label_smoothing": 2.0}, ValueError, "label_smoothing"),
+        ({"warmup_epochs": 9.0}, ValueError, "warmup_epochs"),
+        ({"amp": True}, ValueError, "amp=True needs a CUDA device"),
+        ({"progressive": "yes"}, TypeError, "progressive must be"),
+        ({"progressive": train.Progressive()}, ValueError, "stages"),
+        ({"stop_after": 0}, ValueError, "stop_after"),
+        ({"limit_train": 0}, ValueError, "limit_train"),
+        ({"resume": 1}, TypeError, "resume must be True or False"),
+        ({"log": "print"}, TypeError, "log must be a callable"),
+        ({"device": "tpu"}, ValueError, "'cpu', 'cuda' or 'mps'"),
+    ],
+)
+def test_fit_rejects_bad_input_before_any_work(sets, kw, error, match):
+    m = tiny()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    kw = {"epochs": 2, **kw}
+    with pytest.raises(error, match=match):
+        fit(m, sets, **kw)
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+
+
+def test_fit_rejects_non_models_and_non_datasets(sets):
+    tr, _ = sets
+    with pytest.raises(TypeError, match="model must be"):
+        train.fit("model", tr, 1)
+    with pytest.raises(TypeError, match="train_data must be"):
+        train.fit(tiny(), [1, 2, 3], 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# runs of zoo models and the command line
+
+
+def test_parse_data_specs():
+    assert train.parse_data("embedded") == ("embedded", None)
+    assert train.parse_data("cifar10:/data") == ("cifar10", "/data")
+    assert train.parse_data("folder:imagenette2") == ("folder", "imagenette2")
+    for bad in ("cifar", "cifar10", "folder:", "embedded:x", "imagenet:/x"):
+        with pytest.raises(ValueError, match="unknown data spec"):
+            train.parse_data(bad)
+
+
+def test_run_keys_the_folder_by_settings_and_reloads_a_finished_run(tmp_path, one_thread):
+    kw = {"epochs": 1, "limit_train": 64, "limit_test": 32, "batch_size": 32, "runs_dir": tmp_path}
+    kw |= {"progress": False, "log": None, "workers": 0}
+    a = train.run("shufflenet_v2_x0_5", **kw)
+    assert a.checkpoint_dir.parent == tmp_path and a.checkpoint_dir.name.startswith(
+        "shufflenet_v2_x0_5-"
+    )
+    assert 0.0 <= a.test_accuracy <= 1.0 and not a.model.training
+    lines = []
+    b = train.run("shufflenet_v2_x0_5", **(kw | {"log": lines.append}))
+    assert lines == [] and list(b.history) == list(a.history) and same_weights(a.model, b.model)
+    c = train.run("shufflenet_v2_x0_5", **(kw | {"lr": 0.05}))
+    assert c.checkpoint_dir != a.checkpoint_dir  # another setting, another folder
+
+
+def test_run_rejects_unknown_models_and_own_settings(tmp_path):
+    with pytest.raises(ValueError, match="unknown model 'resnet50'"):
+        train.run("resnet50", runs_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown data spec"):
+        train.run("mobilenet_v2", data="imagenet", runs_dir=tmp_path)
+    with pytest.raises(TypeError, match="run\\(\\) chooses resume"):
+        train.run("mobilenet_v2", resume=False, runs_dir=tmp_path)
+
+
+def test_folder_data_needs_train_and_val(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train/ and val/"):
+        train.run("mobilenet_v2", data=f"folder:{tmp_path}", runs_dir=tmp_path)
+
+
+def cli(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "shufflelib.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environ,
+        cwd=ROOT,
+    )
+
+
+QUICK = ["--limit-train", "64", "--limit-test", "32", "--batch-size", "32", "--workers", "0"]
+
+
+def test_cli_trains_interrupts_resumes_and_prints_the_accuracy_last(tmp_path, capsys):
+    ckpt = str(tmp_path / "run")
+    args = ["--model", "shufflenet_v2_x0_5", "--epochs", "2", "--checkpoint-dir", ckpt, *QUICK]
+    assert train.main([*args[:3], "1", *args[4:]]) == 0  # --epochs 1 ... as a first run
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("test accuracy: ") and len(out[-1].split(": ")[1]) == 6
+    # the folder now holds a 1-epoch run: a 2-epoch run must not overwrite it ...
+    assert train.main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    # ... and resuming with other settings is refused with the reason
+    assert train.main([*args, "--resume"]) == 2
+    assert "epochs: 1 then, 2 now" in capsys.readouterr().err
+    assert train.main([*args[:3], "1", *args[4:], "--resume"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == out[-1]  # a finished run reloads
+
+
+def test_cli_help_documents_every_option():
+    r = cli("--help")
+    assert r.returncode == 0
+    for option in (
+        "--model",
+        "--data",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--seed",
+        "--small-input",
+        "--checkpoint-dir",
+        "--resume",
+        "--limit-train",
+        "torchrun",
+    ):
+        assert option in r.stdout, option
+    assert "shufflenet_v2_x1_0" in r.stdout and "cifar10:ROOT" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--model", "resnet50"], "unknown model 'resnet50'"),
+        (["--model", "mobilenet_v2", "--data", "imagenet"], "unknown data spec 'imagenet'"),
+        (["--model", "mobilenet_v2", "--epochs", "0"], "epochs must be an int >= 1, got 0"),
+        (["--model", "mobilenet_v2", "--resume"], "--resume needs --checkpoint-dir"),
+        (["--model", "shufflenet_v2_x0_5", "--width-mult", "0.5"], "mobilenet_v2 only"),
+    ],
+)
+def test_cli_errors_are_clear_and_immediate(args, match):
+    with pytest.raises(SystemExit, match=match):
+        train.main(args)
+
+
+def test_cli_missing_cifar10_says_how_to_get_it(tmp_path, capsys):
+    assert train.main(["--model", "mobilenet_v2", "--data", f"cifar10:{tmp_path}"]) == 2
+    assert "download=True" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
+    """DistributedDataParallel on CPU (gloo): two processes, a shared checkpoint from rank 0."""
+    ckpt = tmp_path / "ddp"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "shufflelib.train",
+            "--model",
+            "shufflenet_v2_x0_5",
+            "--epochs",
+            "2",
+            "--checkpoint-dir",
+            str(ckpt),
+            *QUICK,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert "2 processes" in lines[0]
+    assert any(line.startswith("weights identical on all 2 processes") for line in lines), lines
+    assert lines[-1].startswith("test accuracy: ")
+    assert sum(line.startswith("test accuracy") for line in lines) == 1  # rank 0 alone reports
+    ckpt_data = train.load_checkpoint(ckpt)
+    assert ckpt_data["config"]["world_size"] == 2 and ckpt_data["epoch"] == 2
+    assert ckpt_data["config"]["train_images"] == 64
