@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -45,6 +46,7 @@ from .tables import Table
 
 __all__ = [
     "BOOK_MODELS",
+    "book_settings",
     "Progressive",
     "Run",
     "fit",
@@ -54,6 +56,7 @@ __all__ = [
     "lr_at",
     "parse_data",
     "run",
+    "summary",
     "main",
 ]
 
@@ -69,6 +72,29 @@ BOOK_MODELS: dict[str, dict[str, Any]] = {
     "mobilenet_v2": {"width_mult": 0.5},
     "efficientnet_v2_t": {},
 }
+
+
+def book_settings(
+    full: bool = False, data: str = "embedded", download: bool = False
+) -> dict[str, Any]:
+    """The ``run`` settings chapters 9 and 10 share, so chapter 10 finds chapter 9's runs.
+
+    The default is sized for a laptop CPU (3 epochs of 8,000 images); ``full=True`` trains 30
+    epochs on the whole training set. ``data``/``download`` switch to CIFAR-10 (e.g. in Colab).
+    """
+    _check_bool("full", full)
+    parse_data(data)
+    _check_bool("download", download)
+    return {
+        "data": data,
+        "download": download,
+        "epochs": 30 if full else 3,
+        "limit_train": None if full else 8_000,
+        "batch_size": 64,
+        "runs_dir": "runs",
+        "progress": False,  # True shows a live bar per epoch
+    }
+
 
 _OPTIMIZERS = ("sgd", "adamw")
 _DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}  # for a batch of 128; scaled linearly with the batch
@@ -647,7 +673,10 @@ def fit(
             _set_dropout(model, setting["dropout"])
         mix_gen = torch.Generator().manual_seed(_derive_seed("mixup", seed, epoch))
         net.train()
-        loss_sum = correct = count = 0.0
+        # summed on the device, read once per epoch (and every 20 steps for the bar): no sync
+        # with the GPU at every step
+        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss, correct
+        count = 0
         batches = _train_loader(train_set, batch_size, seed, epoch, workers)
         bar = _bar(batches, epoch, epochs, progress and rank == 0)
         t0 = time.perf_counter()
@@ -673,15 +702,15 @@ def fit(
             scaler.update()
             sched.step()
             n = y.numel()
-            loss_sum += loss.item() * n
-            correct += (logits.argmax(1) == y).sum().item()
+            sums[0] += loss.detach().double() * n
+            sums[1] += (logits.argmax(1) == y).sum()
             count += n
-            if hasattr(bar, "set_postfix"):
-                seconds = time.perf_counter() - t0
+            if hasattr(bar, "set_postfix") and (count // n) % 20 == 1:
+                loss_sum, correct = sums.tolist()
                 bar.set_postfix(
                     loss=f"{loss_sum / count:.3f}",
                     acc=f"{correct / count:.3f}",
-                    img_s=f"{count * world / seconds:.0f}",
+                    img_s=f"{count * world / (time.perf_counter() - t0):.0f}",
                 )
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -689,7 +718,7 @@ def fit(
         if world > 1:  # every rank keeps rank 0's batch-norm statistics
             for b in model.buffers():
                 torch.distributed.broadcast(b, 0)
-        loss_sum, correct, count = _all_sum([loss_sum, correct, count], device)
+        loss_sum, correct, count = _all_sum([*sums.tolist(), count], device)
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": opt.param_groups[0]["lr"],
@@ -778,8 +807,10 @@ def _datasets(spec: str, seed: int, download: bool, size: int) -> tuple[Dataset,
     return train, test, len(train.classes)
 
 
+@functools.cache
 def _source_digest() -> str:
-    """A hash of the library's code, so a changed library never reuses an older run's weights."""
+    """A hash of the library's code as first imported, so a changed library never reuses an older
+    run's weights (and an edit during a session does not split one run in two)."""
     here = Path(__file__).parent
     h = hashlib.sha256()
     for p in sorted(here.rglob("*.py")):
@@ -822,7 +853,9 @@ def run(
     library's code: the same call again (chapter 10 after chapter 9) loads the finished run in
     a moment, an interrupted one resumes, and a different setting trains in a folder of its own.
     ``small_input`` defaults to True for the 32x32 datasets. Other keyword arguments go to
-    ``fit`` (``batch_size``, ``lr``, ``limit_train``, ``progressive``, ``progress``, ``log``...).
+    ``fit`` (``batch_size``, ``lr``, ``limit_train``, ``progressive``, ``progress``, ``log``...);
+    ``device`` defaults to the best one here (CUDA, then MPS, then CPU). The model comes back on
+    the CPU in eval mode.
     """
     from . import models
 
@@ -838,6 +871,10 @@ def run(
     for bad in ("checkpoint_dir", "resume", "seed", "epochs"):
         if bad in fit_kwargs:
             raise TypeError(f"run() chooses {bad} itself; got {bad}={fit_kwargs[bad]!r}")
+    if fit_kwargs.get("device") is None:  # train on the best device here (CUDA in Colab)
+        from .bench import pick_device
+
+        fit_kwargs["device"] = pick_device()
     train_set, test_set, classes = _datasets(data, seed, download, image_size)
     torch.manual_seed(_derive_seed("init", name, seed))
     model = models.build(name, num_classes=classes, small_input=small_input, **kw)
@@ -852,7 +889,7 @@ def run(
         "fit": {
             k: (asdict(v) if isinstance(v, Progressive) else v)
             for k, v in fit_kwargs.items()
-            if k not in ("progress", "log", "workers", "device")
+            if k not in ("progress", "log", "workers", "device", "stop_after")
         },
         "code": _source_digest(),
     }
@@ -870,6 +907,33 @@ def run(
     )
     model.to("cpu").eval()
     return Run(name, model, history, folder, key)
+
+
+def summary(runs: Sequence[Run], title: str = "") -> Table:
+    """One row per run: parameters, final test accuracy and loss, throughput, time; chapter 9.
+
+    ``images/s`` is the training throughput of the last epoch, ``train time (s)`` the sum over
+    the epochs (evaluation excluded), both measured on the machine that trained.
+    """
+    from .cost import count_params
+
+    rows = []
+    for r in runs:
+        if not isinstance(r, Run):
+            raise TypeError(f"runs must hold Run objects from train.run, got {type(r).__name__}")
+        last = r.history[-1]
+        rows.append(
+            {
+                "model": r.name,
+                "params (M)": count_params(r.model) / 1e6,
+                "epochs": last["epoch"],
+                "test accuracy": last.get("test accuracy"),
+                "test loss": last.get("test loss"),
+                "images/s": last["images/s"],
+                "train time (s)": sum(row["seconds"] for row in r.history),
+            }
+        )
+    return Table(rows, title=title or "trained models")
 
 
 # ---------------------------------------------------------------------------------------------

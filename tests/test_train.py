@@ -350,6 +350,19 @@ def test_run_keys_the_folder_by_settings_and_reloads_a_finished_run(tmp_path, on
     assert lines == [] and list(b.history) == list(a.history) and same_weights(a.model, b.model)
     c = train.run("shufflenet_v2_x0_5", **(kw | {"lr": 0.05}))
     assert c.checkpoint_dir != a.checkpoint_dir  # another setting, another folder
+    # an interrupted run (stop_after) is continued by the same call without it
+    kw2 = kw | {"epochs": 2}
+    d = train.run("shufflenet_v2_x0_5", **(kw2 | {"stop_after": 1}))
+    assert len(d.history) == 1
+    e = train.run("shufflenet_v2_x0_5", **kw2)
+    assert e.checkpoint_dir == d.checkpoint_dir and len(e.history) == 2
+    assert strip(e.history)[0] == strip(d.history)[0]
+    t = train.summary([a, e])
+    assert t.column("model") == ["shufflenet_v2_x0_5"] * 2 and t.column("epochs") == [1, 2]
+    assert t[1]["test accuracy"] == e.test_accuracy and t[0]["params (M)"] > 0.3
+    assert t[1]["train time (s)"] == pytest.approx(sum(e.history.column("seconds")))
+    with pytest.raises(TypeError, match="Run objects"):
+        train.summary([a.history])
 
 
 def test_run_rejects_unknown_models_and_own_settings(tmp_path):
@@ -472,3 +485,26 @@ def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
     ckpt_data = train.load_checkpoint(ckpt)
     assert ckpt_data["config"]["world_size"] == 2 and ckpt_data["epoch"] == 2
     assert ckpt_data["config"]["train_images"] == 64
+
+
+def test_book_settings_are_shared_and_checked():
+    quick, full = train.book_settings(), train.book_settings(full=True, data="cifar10:data")
+    assert quick["epochs"] < full["epochs"] and quick["limit_train"] and full["limit_train"] is None
+    assert full["data"] == "cifar10:data" and quick["data"] == "embedded"
+    assert set(train.BOOK_MODELS) == {
+        "shufflenet_v1_g3_x0_5",
+        "shufflenet_v2_x0_5",
+        "mobilenet_v2",
+        "efficientnet_v2_t",
+    }
+    with pytest.raises(ValueError, match="unknown data spec"):
+        train.book_settings(data="imagenet")
+    with pytest.raises(TypeError, match="full must be True or False"):
+        train.book_settings(full="yes")
+
+
+def test_progress_bar_shows_loss_accuracy_and_throughput(sets, capsys):
+    fit(tiny(), sets, epochs=1, progress=True, log=print)
+    captured = capsys.readouterr()
+    assert "epoch 1/1" in captured.err and "img_s=" in captured.err and "acc=" in captured.err
+    assert captured.out.startswith("epoch 1/1 | train loss ")
