@@ -662,6 +662,7 @@ def fit(
         ids = [device.index] if device.type == "cuda" else None
         net = nn.parallel.DistributedDataParallel(model, device_ids=ids)
     criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    step = _Stepper(net, model, opt, sched, scaler, criterion, device, amp, channels_last)
     say = log if (log is not None and rank == 0) else None
     if ckpt is not None and say and start < epochs:
         say(f"resumed from {ckpt_path} after epoch {start} of {epochs}")
@@ -672,53 +673,13 @@ def fit(
         if setting:
             _set_dropout(model, setting["dropout"])
         mix_gen = torch.Generator().manual_seed(_derive_seed("mixup", seed, epoch))
-        net.train()
-        # summed on the device, read once per epoch (and every 20 steps for the bar): no sync
-        # with the GPU at every step
-        sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss, correct
-        count = 0
         batches = _train_loader(train_set, batch_size, seed, epoch, workers)
         bar = _bar(batches, epoch, epochs, progress and rank == 0)
-        t0 = time.perf_counter()
-        for x, y in bar:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if setting and setting["image size"] != x.shape[-1]:
-                size = setting["image size"]
-                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            alpha = setting["mixup"] if setting else 0.0
-            with _autocast(device, amp):
-                if alpha > 0:
-                    xm, ya, yb, lam = _mixup(x, y, alpha, mix_gen)
-                    logits = net(xm)
-                    loss = lam * criterion(logits, ya) + (1 - lam) * criterion(logits, yb)
-                else:
-                    logits = net(x)
-                    loss = criterion(logits, y)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            n = y.numel()
-            sums[0] += loss.detach().double() * n
-            sums[1] += (logits.argmax(1) == y).sum()
-            count += n
-            if hasattr(bar, "set_postfix") and (count // n) % 20 == 1:
-                loss_sum, correct = sums.tolist()
-                bar.set_postfix(
-                    loss=f"{loss_sum / count:.3f}",
-                    acc=f"{correct / count:.3f}",
-                    img_s=f"{count * world / (time.perf_counter() - t0):.0f}",
-                )
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds = time.perf_counter() - t0
+        sums, count, seconds = step.epoch(bar, setting, mix_gen, world)
         if world > 1:  # every rank keeps rank 0's batch-norm statistics
             for b in model.buffers():
                 torch.distributed.broadcast(b, 0)
-        loss_sum, correct, count = _all_sum([*sums.tolist(), count], device)
+        loss_sum, correct, count = _all_sum([*sums, count], device)
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "lr": opt.param_groups[0]["lr"],
@@ -734,20 +695,7 @@ def fit(
         row["seconds"] = seconds
         history.append(row)
         if ckpt_path is not None and rank == 0:
-            state = {
-                "format": FORMAT,
-                "model_class": type(_unwrap(model)).__name__,
-                "signature": _signature(_unwrap(model)),
-                "config": config,
-                "epoch": epoch + 1,
-                "model": _unwrap(model).state_dict(),
-                "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(),
-                "scaler": scaler.state_dict(),
-                "rng": _rng_state(),
-                "history": history,
-            }
-            _atomic_save(state, ckpt_path)
+            _atomic_save(step.state(config, epoch + 1, history), ckpt_path)
             _atomic_save({"config": config, "history": history}, ckpt_path.with_name(HISTORY))
         if say:  # after the checkpoint: an interruption here loses nothing
             say(_log_line(row, epochs))
@@ -760,6 +708,89 @@ def fit(
             say(f"weights identical on all {world} processes (sha256 {digests[0]})")
     name = type(_unwrap(model)).__name__
     return Table(history, title=f"training history: {name}, {len(history)} of {epochs} epochs")
+
+
+@dataclass
+class _Stepper:
+    """What one optimisation step needs, and one epoch of them."""
+
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    device: torch.device
+    amp: bool
+    channels_last: bool
+
+    def epoch(
+        self, batches: Iterator, setting: Mapping[str, Any] | None, mix_gen, world: int
+    ) -> tuple[list[float], int, float]:
+        """Train on every batch: (loss sum, correct) over the images, their count, seconds.
+
+        The sums stay on the device and are read once per epoch (and every 20 steps for a
+        progress bar), so a GPU is not made to wait at every step.
+        """
+        self.net.train()
+        sums = torch.zeros(2, dtype=torch.float64, device=self.device)
+        count, t0 = 0, time.perf_counter()
+        for x, y in batches:
+            x = x.to(self.device, non_blocking=True)
+            y = y.to(self.device, non_blocking=True)
+            if setting and setting["image size"] != x.shape[-1]:
+                size = setting["image size"]
+                x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            loss, logits = self._step(x, y, setting["mixup"] if setting else 0.0, mix_gen)
+            n = y.numel()
+            sums[0] += loss.detach().double() * n
+            sums[1] += (logits.argmax(1) == y).sum()
+            count += n
+            if hasattr(batches, "set_postfix") and (count // n) % 20 == 1:
+                loss_sum, correct = sums.tolist()
+                batches.set_postfix(
+                    loss=f"{loss_sum / count:.3f}",
+                    acc=f"{correct / count:.3f}",
+                    img_s=f"{count * world / (time.perf_counter() - t0):.0f}",
+                )
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return sums.tolist(), count, time.perf_counter() - t0
+
+    def _step(self, x, y, alpha: float, mix_gen) -> tuple[torch.Tensor, torch.Tensor]:
+        with _autocast(self.device, self.amp):
+            if alpha > 0:
+                xm, ya, yb, lam = _mixup(x, y, alpha, mix_gen)
+                logits = self.net(xm)
+                loss = lam * self.criterion(logits, ya) + (1 - lam) * self.criterion(logits, yb)
+            else:
+                logits = self.net(x)
+                loss = self.criterion(logits, y)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        return loss, logits
+
+    def state(self, config: Mapping[str, Any], epoch: int, history: list) -> dict[str, Any]:
+        """Everything a resumed run needs, as plain containers and tensors (weights_only)."""
+        model = _unwrap(self.model)
+        return {
+            "format": FORMAT,
+            "model_class": type(model).__name__,
+            "signature": _signature(model),
+            "config": dict(config),
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": _rng_state(),
+            "history": history,
+        }
 
 
 def _bar(batches: DataLoader, epoch: int, epochs: int, enabled: bool) -> Iterator:
