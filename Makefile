@@ -5,13 +5,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test execute lint clean help
+.PHONY: book book-student test test-site lint execute linkcheck cache clean help
 
 help:
-	@echo "make book     create .venv, execute every notebook, build _build/html (zero warnings)"
-	@echo "make test     ruff, unit tests, nbval over every notebook, a warnings-as-errors build"
-	@echo "make execute  run each notebook top to bottom and print its wall-clock time"
-	@echo "make clean    remove _build (keeps .venv)"
+	@echo "make book          create .venv, execute every notebook, build _build/html (zero warnings)"
+	@echo "make book-student  the student edition (no solutions) in _build/student/_build/html"
+	@echo "make test          ruff, unit tests, nbval over every notebook, the built site in a browser"
+	@echo "make test-site     only the site tests (build from the execution cache, browser checks)"
+	@echo "make execute       run each notebook top to bottom and print its wall-clock time"
+	@echo "make linkcheck     check the book's external links (needs the internet)"
+	@echo "make clean         remove _build (keeps .venv and the downloaded MathJax)"
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,20 +22,39 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 # Jupyter Book caches each notebook's outputs keyed by the notebook's own code. A change to the
-# library or the requirements must re-execute them too, so the cache is dropped when those change.
-LIBHASH = $(shell cat requirements.txt $$(find shufflelib -name '*.py' | sort) | sha256sum | cut -c1-16)
+# library or the requirements must re-execute them too, so the cache is dropped when those change,
+# with Sphinx's saved state (.doctrees), without which it would keep the pages it already wrote.
+# The stamp is written at once, since everything cached from then on uses the current library.
+LIBHASH = $(shell cat requirements.txt pyproject.toml $$(find shufflelib -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 CACHE   := _build/.jupyter_cache
+STUDENT := _build/student
 
-book: $(STAMP)
+cache:
 	@if [ -d $(CACHE) ] && [ "$$(cat $(CACHE)/.libhash 2>/dev/null)" != "$(LIBHASH)" ]; then \
-		echo "shufflelib or requirements changed: re-executing every notebook"; rm -rf $(CACHE); fi
+		echo "shufflelib or requirements changed: re-executing every notebook"; \
+		rm -rf $(CACHE) _build/.doctrees $(STUDENT); fi
+	@mkdir -p $(CACHE) && echo "$(LIBHASH)" > $(CACHE)/.libhash
+
+# The teacher's edition: exercises with their solutions (the published site).
+book: $(STAMP) cache
 	$(BIN)/jupyter-book build . -W --keep-going
-	@echo "$(LIBHASH)" > $(CACHE)/.libhash
-	@test -f _build/html/index.html
+	@test -f _build/html/index.html || { echo "error: _build/html/index.html was not built"; exit 1; }
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-test: $(STAMP) lint
-	$(BIN)/python -m pytest tests book --nbval-lax
+# The student edition: the same sources with hide_solutions, reusing the executed notebooks.
+book-student: $(STAMP) cache
+	$(BIN)/python _ext/editions.py student $(STUDENT)/_config.yml
+	$(BIN)/jupyter-book build . --config $(STUDENT)/_config.yml --path-output $(STUDENT) -W --keep-going
+	@test -f $(STUDENT)/_build/html/index.html || { echo "error: the student edition was not built"; exit 1; }
+	@echo "The student edition is at $(CURDIR)/$(STUDENT)/_build/html/index.html"
+
+# nbval executes each notebook once; tests/nbval_cache.py stores what it ran in the execution
+# cache, and the site tests (run last) build the book from that cache instead of running it again.
+test: $(STAMP) lint cache
+	$(BIN)/python -m pytest tests book --nbval-lax -p tests.nbval_cache
+
+test-site: $(STAMP) cache
+	$(BIN)/python -m pytest tests/test_site.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,5 +63,9 @@ lint: $(STAMP)
 execute: $(STAMP)
 	$(BIN)/python benchmarks/notebook_times.py
 
+linkcheck: $(STAMP)
+	$(BIN)/python _ext/editions.py teacher _build/linkcheck/_config.yml --execute off
+	$(BIN)/jupyter-book build . --config _build/linkcheck/_config.yml --path-output _build/linkcheck --builder linkcheck
+
 clean:
-	rm -rf _build
+	@if [ -d _build ]; then find _build -mindepth 1 -maxdepth 1 ! -name .offline -exec rm -rf {} +; fi

@@ -552,3 +552,18 @@ def loader(
         generator=generator,
         pin_memory=torch.cuda.is_available(),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# command line: python -m shufflelib.data prefetch --root DIR (the work is in shufflelib.prefetch)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m shufflelib.data prefetch --root DIR``: fetch and verify real datasets; ch. 9."""
+    from .prefetch import main as prefetch_main
+
+    return prefetch_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
