@@ -1,0 +1,211 @@
+"""ShuffleNet V2 1x deployed on this CPU: each step against torchvision's eager model, one run.
+
+Goals (issue "deployment speed"; chapter 11 explains the numbers), ShuffleNet V2 1x at 224x224,
+float32, on 2 CPU threads, eval mode, inference mode:
+
+- the best float variant (``shufflelib.deploy.optimize``: BatchNorm folded, the fast units in
+  channels-last memory, ``torch.compile``) is at least 2.0x faster than torchvision's eager model
+  at batch 16 and at least 1.7x faster at batch 1;
+- int8 (PT2E with ``X86InductorQuantizer``, compiled) is faster again than the best float variant
+  at both batch sizes, with at least 99% top-1 agreement with the float model on the embedded
+  test set (5,000 images).
+
+The timed networks carry random weights (timing does not depend on them). The agreement needs a
+trained network: the script trains a ShuffleNet V2 (``--width``, default 0.5x, with the 32x32
+stem) on the embedded training set with ``train.fit`` for ``--epochs`` epochs of
+``--train-images`` images, quantises its fast channels-last version the same way, and measures
+the agreement of the compiled int8 kernels on the whole test set. Training is what takes most of
+this script's time on a small CPU; the agreement of a briefly trained network, which hesitates
+between classes on many images, is lower than that of a well-trained one.
+
+Rows, each with the same weights: torchvision eager, ours eager, + BN folding, + channels-last
+(fast units), + compiled, best (what ``optimize`` returns), + int8. Ratios are taken within
+interleaved rounds (``shufflelib.bench.compare``), so a slow drift of a shared machine cancels;
+rows whose IQR exceeds 10% of the median are flagged as noisy. Compile times are printed with the
+table (Inductor keeps a cache on disk: a second run compiles faster).
+
+    python benchmarks/bench_deploy.py [--quick] [--rounds 7] [--min-run-time 0.3] [--threads 2]
+                                      [--width 0.5] [--epochs 3] [--train-images 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from shufflelib import bench, data, deploy, models, train
+from shufflelib.layers import randomise_batchnorm
+
+NAME = "shufflenet_v2_x1_0"
+GOALS = {1: 1.7, 16: 2.0}  # batch -> least speed-up of the best float variant over tv eager
+AGREEMENT = 0.99
+THEIRS, BEST, INT8 = "torchvision eager", "best (optimize)", "+ int8"
+NOISY = 0.10
+
+
+def inference(fn, x: torch.Tensor):
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return fn(x)
+
+    return run
+
+
+def ladder_models() -> tuple[torch.nn.Module, torch.nn.Module]:
+    """torchvision's ShuffleNet V2 1x with random weights and BatchNorm statistics, and ours."""
+    torch.manual_seed(0)
+    theirs = randomise_batchnorm(torchvision.models.get_model(NAME, weights=None)).eval()
+    ours = models.build(NAME).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    return ours, theirs
+
+
+def trained_model(width: float, epochs: int, images: int) -> torch.nn.Module:
+    """ShuffleNet V2 (10 classes, 32x32 stem) trained on the embedded data, in eval mode."""
+    name = f"shufflenet_v2_x{str(float(width)).replace('.', '_')}"
+    torch.manual_seed(0)
+    model = models.build(name, num_classes=10, small_input=True)
+    # Train on one thread: it cannot stall in an OpenMP barrier when other processes keep the
+    # cores busy (tests/conftest.py says why); the timings above use --threads.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    history = train.fit(
+        model,
+        data.embedded("train"),
+        epochs,
+        test_data=data.embedded("test"),
+        limit_train=images,
+        batch_size=32,
+        lr=0.05,
+        label_smoothing=0.0,
+        warmup_epochs=0.1,
+        workers=0,
+        progress=False,
+        log=None,
+    )
+    torch.set_num_threads(threads)
+    print(f"\ntrained {name} for the int8 agreement ({epochs} epoch(s) of {images} images):")
+    print(history)
+    return model.eval()
+
+
+def agreement(width: float, epochs: int, images: int) -> tuple[float, float, float]:
+    """Top-1 agreement of the compiled int8 model with the float one on the test set."""
+    model = trained_model(width, epochs, images)
+    calibration = data.embedded("train", augment=False).batch(range(512))[0]
+    test = data.embedded("test")
+    test_images, labels = test.batch(range(len(test)))
+    best = deploy.steps(model)["+ channels-last"]
+    q = deploy.quantize_int8(best, calibration, eval_data=test_images, batch_size=250)
+    with torch.inference_mode():
+        float_class = torch.cat([model(x).argmax(1) for x in test_images.split(250)])
+        int8_class = torch.cat([q(x).argmax(1) for x in test_images.split(250)])
+    return (
+        q.agreement,
+        (float_class == labels).float().mean().item(),
+        (int8_class == labels).float().mean().item(),
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 0.1 s, short training")
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds per timing")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--width", type=float, default=0.5, help="trained ShuffleNet V2 width")
+    parser.add_argument("--epochs", type=int, default=3, help="training epochs (int8 agreement)")
+    parser.add_argument("--train-images", type=int, default=20000, help="training images/epoch")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.min_run_time = 3, 0.1
+        args.epochs, args.train_images = 1, 2000
+    torch.set_num_threads(args.threads)
+    print(bench.machine_info("cpu"))
+
+    ours, theirs = ladder_models()
+    steps = deploy.steps(ours)
+    calibration = F.interpolate(
+        data.embedded("train", augment=False).batch(range(64))[0], size=224, mode="bilinear"
+    )
+    start = time.perf_counter()
+    int8 = deploy.quantize_int8(steps["+ channels-last"], calibration, compiled=False)
+    print(f"int8: exported, calibrated and converted in {time.perf_counter() - start:.1f} s")
+
+    speedups: dict[tuple[str, int], float] = {}
+    noisy = False
+    for batch in sorted(GOALS):
+        x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
+        best = deploy.optimize(ours, x, rounds=3, min_run_time=0.1)
+        compiled = deploy.compile(steps["+ channels-last"], x)
+        quantized = deploy.compile(int8.reference, x)
+        print(
+            f"\nbatch {batch}: optimize kept {', '.join(best.steps)}; compile "
+            f"{compiled.compile_seconds:.1f} s (float), {quantized.compile_seconds:.1f} s (int8)"
+        )
+        candidates = {
+            THEIRS: theirs,
+            **steps,
+            "+ compiled": compiled,
+            BEST: best,
+            INT8: quantized,
+        }
+        with torch.inference_mode():
+            want = theirs(x)
+            diffs = {k: (f(x) - want).abs().max().item() for k, f in candidates.items()}
+        for k, d in diffs.items():
+            if k != INT8 and d > 1e-4:
+                raise RuntimeError(f"{k} differs from torchvision's output by {d:.2e}")
+        table = bench.compare(
+            {k: inference(f, x) for k, f in candidates.items()},
+            (),
+            baseline=THEIRS,
+            rounds=args.rounds,
+            min_run_time=args.min_run_time,
+            title=f"{NAME}, batch {batch}, 224x224, {args.threads} threads, inference mode",
+        )
+        for row in table:
+            row["speed-up"] = 1.0 / row["ratio"]
+            row["max |diff| to tv"] = diffs[row["name"]]
+            row["noisy"] = "NOISY" if row["IQR (ms)"] > NOISY * row["median (ms)"] else ""
+            speedups[(row["name"], batch)] = row["speed-up"]
+        noisy |= any(table.column("noisy"))
+        print(table)
+
+    agree, float_acc, int8_acc = agreement(args.width, args.epochs, args.train_images)
+
+    print("\nSpeed-ups over torchvision eager (median of interleaved rounds):")
+    met_all = True
+    for batch, goal in sorted(GOALS.items()):
+        s = speedups[(BEST, batch)]
+        met = s >= goal
+        met_all &= met
+        verdict = "met" if met else "MISSED"
+        print(f"  best float, batch {batch:2d}: {s:.2f}x (goal >= {goal}x: {verdict})")
+    for batch in sorted(GOALS):
+        s, b = speedups[(INT8, batch)], speedups[(BEST, batch)]
+        met = s > b
+        met_all &= met
+        print(
+            f"  int8,       batch {batch:2d}: {s:.2f}x, {s / b:.2f}x the best float "
+            f"(goal > 1x: {'met' if met else 'MISSED'})"
+        )
+    met = agree >= AGREEMENT
+    met_all &= met
+    print(
+        f"  int8 top-1 agreement with float on the embedded test set: {agree:.4f} "
+        f"(goal >= {AGREEMENT}: {'met' if met else 'MISSED'}); accuracy float {float_acc:.3f}, "
+        f"int8 {int8_acc:.3f}"
+    )
+    print(f"\nAll goals: {'met' if met_all else 'MISSED'}")
+    if noisy:
+        print(f"Some rows had an IQR above {NOISY:.0%} of the median: the machine was busy.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,441 @@
+"""shufflelib.deploy: every transform keeps the outputs; the errors name the bad value (ch. 11)."""
+
+import copy
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import shufflelib.models as zoo
+from shufflelib import deploy
+from shufflelib.bench import Roofline
+from shufflelib.cost import mac, madds
+from shufflelib.layers import ConvBNAct, randomise_batchnorm
+from shufflelib.models.shufflenet_v2 import ShuffleNetV2, ShuffleV2Unit
+from shufflelib.ops import channel_shuffle, channel_split
+from shufflelib.tables import Table
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def rand(*shape, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+def rel_error(got, want):
+    return ((got - want).abs().max() / want.abs().max().clamp(min=1.0)).item()
+
+
+def with_batch_statistics(model, seed=0):
+    """Random BatchNorm affine parameters, running statistics measured on random images.
+
+    Random statistics alone can switch every ReLU off, so that a deep network returns the same
+    output for every image; statistics of real activations keep each layer doing something.
+    """
+    randomise_batchnorm(model, seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the batches below
+    model.train()
+    with torch.no_grad():
+        for k in range(2):
+            model(rand(8, 3, 32, 32, seed=seed + k))
+    return model.eval()
+
+
+def tiny_shufflenet(seed=0):
+    """A small network with a stem, a stride-2 and a stride-1 ShuffleNet V2 unit and a head."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        ConvBNAct(3, 8, 3, 2),
+        ShuffleV2Unit(8, 16, 2),
+        ShuffleV2Unit(16, 16, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
+    return with_batch_statistics(model, seed)
+
+
+@pytest.fixture
+def fresh_dynamo():
+    """Each compiling test starts and ends with torch.compile's caches empty."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+# ---------------------------------------------------------------------------------------------
+# fold_bn: every family of the zoo, small instances, random BatchNorm statistics
+
+FAMILIES = [
+    ("shufflenet_v1_g3_x0_5", {}),
+    ("shufflenet_v2_x0_5", {}),
+    ("mobilenet_v2", {"width_mult": 0.25}),
+    ("efficientnet_v2_t", {}),
+]
+
+
+@pytest.mark.parametrize("name, kw", FAMILIES, ids=[n for n, _ in FAMILIES])
+def test_fold_bn_keeps_outputs_on_every_zoo_family(name, kw):
+    torch.manual_seed(0)
+    model = with_batch_statistics(zoo.build(name, num_classes=10, small_input=True, **kw), 1)
+    before = copy.deepcopy(model.state_dict())
+    n_bn = deploy.count_batchnorm(model)
+    x = rand(2, 3, 32, 32)
+    folded = deploy.fold_bn(model)
+    with torch.no_grad():
+        want, got = model(x), folded(x)
+    assert n_bn > 0 and deploy.count_batchnorm(folded) == 0
+    # float32: equal up to rounding (relative to the largest logit when that exceeds 1) ...
+    assert rel_error(got, want) <= 1e-5
+    assert (want[0] - want[1]).abs().max() > 1e-2  # real outputs: they depend on the image
+    # ... and in float64 the folded arithmetic is exactly the original's
+    double = deploy.fold_bn(copy.deepcopy(model).double())
+    with torch.no_grad():
+        assert (double(x.double()) - model.double()(x.double())).abs().max() <= 1e-10
+    assert isinstance(folded, type(model)) and not folded.training
+    # the original is untouched: same tensors, still with its BatchNorms
+    assert deploy.count_batchnorm(model) == n_bn
+    after = model.float().state_dict()
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_fold_bn_on_torchvision_and_on_a_conv_with_bias():
+    tv = randomise_batchnorm(torchvision.models.shufflenet_v2_x0_5(num_classes=10), 2).eval()
+    x = rand(2, 3, 64, 64)
+    folded = deploy.fold_bn(tv)
+    assert deploy.count_batchnorm(folded) == 0
+    with torch.no_grad():
+        assert rel_error(folded(x), tv(x)) <= 1e-5
+    net = randomise_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3, bias=True), nn.BatchNorm2d(4)), 3)
+    net.eval()
+    with torch.no_grad():
+        nn.init.normal_(net[0].bias)
+        folded = deploy.fold_bn(net)
+        assert isinstance(folded[1], nn.Identity)
+        assert (folded(x) - net(x)).abs().max() <= 1e-5
+
+
+def test_fold_bn_leaves_a_batchnorm_with_no_convolution_before_it():
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    net = randomise_batchnorm(net, 4).eval()
+    folded = deploy.fold_bn(net)
+    assert deploy.count_batchnorm(folded) == 1  # the first one: nothing to fold it into
+    x = rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert (folded(x) - net(x)).abs().max() <= 1e-5
+
+
+def test_fold_bn_refuses_training_mode():
+    model = tiny_shufflenet().train()
+    with pytest.raises(ValueError, match="eval mode.*model.eval"):
+        deploy.fold_bn(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# channels-last and the fast ShuffleNet V2
+
+
+def test_to_channels_last_changes_memory_not_values():
+    model = tiny_shufflenet()
+    x = rand(2, 3, 32, 32)
+    cl = deploy.to_channels_last(model)
+    assert cl[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert model[0][0].weight.is_contiguous()  # the original keeps its layout
+    with torch.no_grad():
+        assert rel_error(cl(x), model(x)) <= 1e-5
+        assert cl[0](x).is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_shuffled_halves_equal_split_of_shuffled_concat(channels_last):
+    a, b = rand(2, 12, 5, 5, seed=1), rand(2, 12, 5, 5, seed=2)
+    if channels_last:
+        a, b = (t.contiguous(memory_format=torch.channels_last) for t in (a, b))
+    want = channel_shuffle(torch.cat((a, b), 1), 2)
+    first, second = deploy.shuffled_halves(a, b)
+    w1, w2 = channel_split(want, 2)
+    assert torch.equal(first, w1) and torch.equal(second, w2)
+    assert torch.equal(deploy.shuffled_halves(a, b, split=False), want)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for half in (first, second):  # the next convolution can read them without a copy
+        assert half.is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("stride, c_in", [(1, 16), (2, 8)])
+def test_fast_unit_equals_the_chapter_7_unit(stride, c_in):
+    unit = randomise_batchnorm(ShuffleV2Unit(c_in, 16, stride), 5).eval()
+    fast = deploy.FastShuffleV2Unit(c_in, 16, stride, merge_output=False).eval()
+    fast.load_state_dict(unit.state_dict(), strict=True)
+    x = rand(2, c_in, 8, 8)
+    with torch.no_grad():
+        want = unit(x)
+        first, second = fast(x)
+        assert torch.equal(torch.cat((first, second), 1), want)
+        if stride == 1:  # a stride-1 unit also takes the pair of halves
+            pair = channel_split(x, 2)
+            assert torch.equal(torch.cat(fast(tuple(t.contiguous() for t in pair)), 1), want)
+        fast.merge_output = True
+        assert torch.equal(fast(x), want)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_shufflenet_v2_takes_torchvision_weights(channels_last):
+    tv = randomise_batchnorm(torchvision.models.shufflenet_v2_x0_5(), 6).eval()
+    fast = deploy.fast_shufflenet_v2(0.5, channels_last=channels_last).eval()
+    fast.load_state_dict(tv.state_dict(), strict=True)
+    assert fast.state_dict().keys() == tv.state_dict().keys()
+    x = rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want = tv(x)
+        assert rel_error(fast(x), want) <= 1e-5
+        assert rel_error(deploy.fold_bn(fast)(x), want) <= 1e-5
+    ours = zoo.build("shufflenet_v2_x0_5")
+    assert isinstance(fast, ShuffleNetV2) and fast.stages_out_channels == ours.stages_out_channels
+    layouts = [u.merge_output for u in fast.stage3]
+    assert layouts == [False] * 7 + [True]  # pairs within a stage, one tensor at its end
+
+
+def test_as_fast_shufflenet_and_steps_keep_outputs():
+    torch.manual_seed(0)
+    tv = with_batch_statistics(torchvision.models.shufflenet_v2_x0_5(num_classes=10), 3)
+    fast = deploy.as_fast_shufflenet(tv)
+    assert isinstance(fast, deploy.FastShuffleNetV2) and not fast.training
+    assert deploy.as_fast_shufflenet(tiny_shufflenet()) is None  # not a ShuffleNet V2
+    ours = zoo.build("shufflenet_v2_x0_5", num_classes=10).eval()
+    ours.load_state_dict(tv.state_dict())
+    variants = deploy.steps(ours)
+    assert list(variants) == ["ours eager", "+ BN folding", "+ channels-last"]
+    assert isinstance(variants["+ channels-last"], deploy.FastShuffleNetV2)
+    x = rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want = tv(x)
+        assert (want[0] - want[1]).abs().max() > 1e-2
+        assert rel_error(fast(x), want) <= 1e-5
+        for name, model in variants.items():
+            assert rel_error(model(x), want) <= 1e-5, name
+    assert variants["ours eager"] is ours and deploy.count_batchnorm(ours) > 0
+
+
+def test_fast_shufflenet_v2_bad_arguments():
+    with pytest.raises(ValueError, match="width must be one of .*got 0.75"):
+        deploy.fast_shufflenet_v2(0.75)
+    with pytest.raises(TypeError, match="channels_last must be a bool, got 'yes'"):
+        deploy.fast_shufflenet_v2(1.0, channels_last="yes")
+
+
+# ---------------------------------------------------------------------------------------------
+# torch.compile, torch.export, int8
+
+
+def test_compile_keeps_outputs(fresh_dynamo):
+    # The same graph and shape as optimize and ladder compile below: Inductor's cache compiles
+    # it once for the three tests.
+    model = tiny_shufflenet()
+    x = rand(4, 3, 32, 32)
+    compiled = deploy.compile(deploy.to_channels_last(deploy.fold_bn(model)), x)
+    assert isinstance(compiled.compile_seconds, float)
+    assert compiled.options == {"freezing": True}
+    with torch.no_grad():
+        want = model(x)
+        assert rel_error(compiled(x), want) <= 1e-5
+
+
+def test_export_roundtrip_is_exact():
+    assert deploy.export_roundtrip(tiny_shufflenet(), rand(2, 3, 32, 32)) <= 1e-6
+
+
+def test_quantize_int8_agrees_with_the_float_model(fresh_dynamo):
+    pytest.importorskip("torchao", reason="int8 needs torchao (in requirements.txt)")
+    model = deploy.fold_bn(tiny_shufflenet(seed=7))
+    calibration = rand(64, 3, 32, 32, seed=8)
+    held_out = rand(128, 3, 32, 32, seed=9)
+    q = deploy.quantize_int8(model, calibration, eval_data=held_out, batch_size=32)
+    assert q.agreement_images == 128
+    with torch.no_grad():
+        want = model(held_out)
+        fake = q.reference(held_out)  # PT2E's graph: int8 arithmetic, simulated
+        kernels = torch.cat([q(x) for x in held_out.split(32)])  # Inductor's int8 kernels
+    agreement = (want.argmax(1) == kernels.argmax(1)).float().mean().item()
+    assert q.agreement == pytest.approx(agreement)
+    assert agreement >= 0.9
+    # the quantised model really rounds (not float), but stays close
+    error = rel_error(fake, want)
+    assert 1e-5 < error < 0.1
+    assert rel_error(kernels, fake) < 0.05
+    ops = {str(n.target) for n in q.reference.graph.nodes}
+    assert any("quantize_per_tensor" in op for op in ops)
+
+
+def test_top1_agreement_counts_equal_predictions():
+    scores = torch.zeros(10, 1, 1, 3)
+    scores[torch.arange(10), 0, 0, torch.arange(10) % 3] = 1.0
+    scores[8:, 0, 0] = torch.tensor([1.0, 0.0, 0.5])  # two images where "b" prefers class 2
+
+    def a(t):
+        return t[:, 0, 0]
+
+    def b(t):
+        return (t[:, 0, 0] > 0).float() + torch.tensor([0.0, 0.1, 0.2])  # highest nonzero class
+
+    assert deploy.top1_agreement(a, a, scores) == 1.0
+    assert deploy.top1_agreement(a, b, scores) == pytest.approx(0.8)
+    pairs = [scores[:4], (scores[4:], torch.zeros(6))]  # (images, labels) batches work too
+    assert deploy.top1_agreement(a, b, pairs, batch_size=3) == pytest.approx(0.8)
+
+
+# ---------------------------------------------------------------------------------------------
+# optimize, the ladder, the roofline bound and the profile
+
+
+def test_optimize_returns_a_faster_callable_with_the_same_outputs(fresh_dynamo):
+    model = tiny_shufflenet()
+    x = rand(4, 3, 32, 32)
+    best = deploy.optimize(model, x, rounds=1, min_run_time=0.02)
+    assert best.steps[0] == "BN folding"
+    assert set(best.timings.column("name")) == {"eager, NCHW", "eager, channels-last", "compiled"}
+    with torch.no_grad():
+        assert rel_error(best(x), model(x)) <= 1e-4
+    assert best.max_error <= 1e-4 and best.agreement is None
+    assert deploy.count_batchnorm(model) > 0  # the model given is untouched
+
+
+def test_ladder_rows_and_columns(fresh_dynamo):
+    model = tiny_shufflenet()
+    table = deploy.ladder(
+        model,
+        copy.deepcopy(model),
+        name="tiny",
+        batches=(4,),
+        image_size=32,
+        rounds=1,
+        min_run_time=0.02,
+    )
+    assert table.column("variant") == [
+        "torchvision eager",
+        "ours eager",
+        "+ BN folding",
+        "+ channels-last",
+        "+ compiled",
+    ]
+    assert all(e <= 1e-4 for e in table.column("max error"))
+    assert table.column("speed-up b4")[0] == pytest.approx(1.0)
+    assert table.column("compile (s)")[-1] > 0
+    assert "threads" in table.note
+
+
+def test_roofline_bound_is_the_slower_of_compute_and_memory():
+    model = tiny_shufflenet()
+    size = (2, 3, 32, 32)
+    work, moved = madds(model, size), mac(deploy.fold_bn(model), size).bytes
+    fast_memory = Roofline(
+        peak_madds=1e9, bandwidth=1e15, device="cpu", matmul_size=64, copy_bytes=1
+    )
+    bound = deploy.roofline_bound(model, size, fast_memory)
+    assert (bound.madds, bound.mac_bytes) == (work, moved)
+    assert bound.seconds == pytest.approx(work / 1e9) and bound.bound_by == "compute"
+    slow_memory = Roofline(
+        peak_madds=1e15, bandwidth=1e6, device="cpu", matmul_size=64, copy_bytes=1
+    )
+    bound = deploy.roofline_bound(model, size, slow_memory)
+    assert bound.seconds == pytest.approx(moved / 1e6) and bound.bound_by == "memory"
+
+
+def test_roofline_points_from_a_ladder_table():
+    model = tiny_shufflenet()
+    table = Table(
+        [
+            {"model": "tiny", "variant": "ours eager", "b2 (ms)": 2.0, "b2 IQR (ms)": 0.1},
+            {"model": "tiny", "variant": "+ compiled", "b2 (ms)": 1.0, "b2 IQR (ms)": 0.1},
+        ]
+    )
+    points = deploy.roofline_points([table], {"tiny": model}, image_size=32)
+    work = madds(model, (2, 3, 32, 32))
+    assert points.column("GMAdd/s") == pytest.approx([work / 2e-3 / 1e9, work / 1e-3 / 1e9])
+    assert points.column("kind") == ["tiny, batch 2"] * 2
+    with pytest.raises(ValueError, match="no network for 'tiny'"):
+        deploy.roofline_points([table], {"other": model}, image_size=32)
+
+
+def test_profile_by_operator_shares_add_up():
+    model = tiny_shufflenet()
+    table = deploy.profile_by_operator(model, rand(2, 3, 32, 32), runs=2, top=3)
+    assert len(table) == 4  # three operators and the rest
+    assert sum(table.column("share")) == pytest.approx(1.0)
+    assert any("convolution" in k for k in table.column("kind"))
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input: the right exception, naming the value, before any work
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (lambda: deploy.fold_bn("net"), TypeError, "torch.nn.Module, got str"),
+        (lambda: deploy.to_channels_last(3), TypeError, "torch.nn.Module, got int"),
+        (lambda: deploy.compile(tiny_shufflenet(), [1, 2]), TypeError, "example_input.*list"),
+        (lambda: deploy.compile(tiny_shufflenet(), torch.ones(3, 4)), ValueError, "4-D.*2-D"),
+        (lambda: deploy.compile(42, torch.ones(1, 3, 8, 8)), TypeError, "callable, got int"),
+        (
+            lambda: deploy.compile(tiny_shufflenet(), torch.ones(1, 3, 8, 8), dynamic="no"),
+            TypeError,
+            "dynamic must be a bool, got 'no'",
+        ),
+        (
+            lambda: deploy.quantize_int8(tiny_shufflenet(), "images"),
+            TypeError,
+            "calibration_data must be a tensor.*got str",
+        ),
+        (lambda: deploy.quantize_int8(tiny_shufflenet(), []), ValueError, "holds no batch"),
+        (
+            lambda: deploy.quantize_int8(tiny_shufflenet(), torch.ones(4, 3, 8, 8), batch_size=0),
+            ValueError,
+            "batch_size must be an int >= 1, got 0",
+        ),
+        (
+            lambda: deploy.optimize(tiny_shufflenet(), torch.ones(1, 3, 8, 8), int8=True),
+            ValueError,
+            "int8=True needs calibration_data",
+        ),
+        (
+            lambda: deploy.optimize(tiny_shufflenet(), torch.ones(1, 3, 8, 8), int8=1),
+            TypeError,
+            "int8 must be a bool, got 1",
+        ),
+        (
+            lambda: deploy.optimize(
+                tiny_shufflenet(), torch.ones(1, 3, 8, 8), calibration_data=torch.ones(1, 3, 8, 8)
+            ),
+            ValueError,
+            "only with int8=True",
+        ),
+        (
+            lambda: deploy.ladder(tiny_shufflenet(), tiny_shufflenet(), batches=(0,)),
+            ValueError,
+            r"batches must be .* got \(0,\)",
+        ),
+        (
+            lambda: deploy.ladder(tiny_shufflenet(), tiny_shufflenet(), roof="fast"),
+            TypeError,
+            "roof must be a shufflelib.bench.Roofline, got str",
+        ),
+        (
+            lambda: deploy.profile_by_operator(tiny_shufflenet(), torch.ones(1, 3, 8, 8), runs=0),
+            ValueError,
+            "runs must be an int >= 1, got 0",
+        ),
+        (
+            lambda: deploy.top1_agreement(tiny_shufflenet(), None, torch.ones(1, 3, 8, 8)),
+            TypeError,
+            "model_b must be callable, got NoneType",
+        ),
+    ],
+)
+def test_bad_input(call, exc, words):
+    with pytest.raises(exc, match=words):
+        call()
