@@ -21,7 +21,7 @@ from .bench import model_latency, pick_device
 from .cost import mac
 from .tables import Table
 
-__all__ = ["direct_metrics", "pareto_front", "disagreements", "verdict"]
+__all__ = ["direct_metrics", "pareto_front", "disagreements", "verdict", "published"]
 
 
 def _check_models(models: Mapping[str, nn.Module], accuracy: Mapping[str, float]) -> None:
@@ -169,3 +169,34 @@ def verdict(table: Table, predicted: str = "MAdds (M)", measured: str = "b1 (ms)
             f"{r[0]} needs {r[2]:.2f}x the {predicted} of {r[1]}, yet takes {r[3]:.2f}x its time."
         )
     return "\n".join(lines)
+
+
+def published(max_mflops: float = 50.0) -> Table:
+    """The ShuffleNet V2 paper's Table 8 rows up to ``max_mflops``, as accuracy and time; ch. 10.
+
+    Quoted, not measured: ImageNet top-1 accuracy (100 - the paper's error), its FLOPs, and its
+    speeds turned into times (ARM: ms per image at batch 1; GPU: ms per batch of 8), so that the
+    Pareto front is found the same way as for our table.
+    """
+    from .reference import table
+
+    if isinstance(max_mflops, bool) or not isinstance(max_mflops, int | float) or max_mflops <= 0:
+        raise ValueError(f"max_mflops must be a number > 0, got {max_mflops!r}")
+    source = table("shufflenet_v2.table8")
+    rows = [
+        {
+            "model": r["model"],
+            "input": r["input"],
+            "MFLOPs": r["MFLOPs"],
+            "top-1 accuracy": round(1 - r["top-1 err (%)"] / 100, 3),
+            "ARM (ms)": 1000 / r["ARM (images/s)"],
+            "GPU (ms per batch of 8)": 1000 / r["GPU (batches/s)"],
+        }
+        for r in source
+        if r["MFLOPs"] <= max_mflops and r["ARM (images/s)"] and r["GPU (batches/s)"]
+    ]
+    return Table(
+        rows,
+        title=f"ShuffleNet V2 paper, Table 8, up to {max_mflops:g} MFLOPs (ImageNet, published)",
+        note=source.note,
+    )

@@ -79,8 +79,9 @@ def book_settings(
 ) -> dict[str, Any]:
     """The ``run`` settings chapters 9 and 10 share, so chapter 10 finds chapter 9's runs.
 
-    The default is sized for a laptop CPU (3 epochs of 8,000 images); ``full=True`` trains 30
-    epochs on the whole training set. ``data``/``download`` switch to CIFAR-10 (e.g. in Colab).
+    The default is sized for a laptop CPU (3 epochs of 8,000 images, without augmentation);
+    ``full=True`` trains 30 epochs on the whole training set with it. ``data`` and ``download``
+    switch to CIFAR-10 (e.g. in Colab).
     """
     _check_bool("full", full)
     parse_data(data)
@@ -90,6 +91,8 @@ def book_settings(
         "download": download,
         "epochs": 30 if full else 3,
         "limit_train": None if full else 8_000,
+        # the crop-and-flip augmentation pays over many epochs; over a few it only slows learning
+        "augment": None if full else False,
         "batch_size": 64,
         "runs_dir": "runs",
         "progress": False,  # True shows a live bar per epoch
@@ -179,9 +182,9 @@ class Progressive:
     """
 
     stages: int = 4
-    image_size: tuple[int, int] = (16, 32)
+    image_size: tuple[int, int] = (24, 32)
     dropout: tuple[float, float] = (0.1, 0.3)
-    mixup: tuple[float, float] = (0.0, 0.2)
+    mixup: tuple[float, float] = (0.0, 0.1)
     multiple: int = 4
 
     def __post_init__(self) -> None:
@@ -820,10 +823,20 @@ def parse_data(spec: str) -> tuple[str, str | None]:
     )
 
 
-def _datasets(spec: str, seed: int, download: bool, size: int) -> tuple[Dataset, Dataset, int]:
+def _datasets(
+    spec: str, seed: int, download: bool, size: int, augment: bool | None = None
+) -> tuple[Dataset, Dataset, int]:
     kind, root = parse_data(spec)
+    if augment is not None:
+        _check_bool("augment", augment)
     if kind == "embedded":
-        return _data.embedded("train", seed=seed), _data.embedded("test", seed=seed), 10
+        train = _data.embedded("train", seed=seed, augment=augment is not False)
+        return train, _data.embedded("test", seed=seed), 10
+    if augment is False:
+        raise ValueError(
+            f"augment=False is for the embedded data only; {kind} always trains with its "
+            "standard augmentation"
+        )
     if kind == "cifar10":
         train = _data.cifar10(root, train=True, download=download)
         return train, _data.cifar10(root, train=False, download=download), 10
@@ -838,15 +851,22 @@ def _datasets(spec: str, seed: int, download: bool, size: int) -> tuple[Dataset,
     return train, test, len(train.classes)
 
 
+# The code a trained network depends on: the networks, their layers, the data and the trainer.
+_TRAINING_CODE = ("train.py", "data.py", "layers.py", "ops.py", "models")
+
+
 @functools.cache
 def _source_digest() -> str:
-    """A hash of the library's code as first imported, so a changed library never reuses an older
-    run's weights (and an edit during a session does not split one run in two)."""
+    """A hash of the code a run depends on, as first imported: a changed network, dataset or
+    recipe never reuses an older run's weights (edits to the other modules, or during a
+    session, do not split one run in two)."""
     here = Path(__file__).parent
     h = hashlib.sha256()
     for p in sorted(here.rglob("*.py")):
-        h.update(p.relative_to(here).as_posix().encode())
-        h.update(p.read_bytes())
+        rel = p.relative_to(here).as_posix()
+        if rel.split("/")[0] in _TRAINING_CODE:
+            h.update(rel.encode())
+            h.update(p.read_bytes())
     return h.hexdigest()[:12]
 
 
@@ -876,6 +896,7 @@ def run(
     seed: int = 0,
     download: bool = False,
     image_size: int = 224,
+    augment: bool | None = None,
     **fit_kwargs: Any,
 ) -> Run:
     """Train zoo model ``name`` on ``data``, or load the finished run; chapters 9, 10, the CLI.
@@ -883,7 +904,8 @@ def run(
     The run lives in ``runs_dir/<name>-<hash>``, the hash taken over every setting and the
     library's code: the same call again (chapter 10 after chapter 9) loads the finished run in
     a moment, an interrupted one resumes, and a different setting trains in a folder of its own.
-    ``small_input`` defaults to True for the 32x32 datasets. Other keyword arguments go to
+    ``small_input`` defaults to True for the 32x32 datasets; ``augment=False`` trains the
+    embedded data without its crop-and-flip augmentation. Other keyword arguments go to
     ``fit`` (``batch_size``, ``lr``, ``limit_train``, ``progressive``, ``progress``, ``log``...);
     ``device`` defaults to the best one here (CUDA, then MPS, then CPU). The model comes back on
     the CPU in eval mode.
@@ -906,7 +928,7 @@ def run(
         from .bench import pick_device
 
         fit_kwargs["device"] = pick_device()
-    train_set, test_set, classes = _datasets(data, seed, download, image_size)
+    train_set, test_set, classes = _datasets(data, seed, download, image_size, augment)
     torch.manual_seed(_derive_seed("init", name, seed))
     model = models.build(name, num_classes=classes, small_input=small_input, **kw)
     key = {
@@ -917,6 +939,7 @@ def run(
         "model_kwargs": kw,
         "seed": seed,
         "image_size": image_size if kind == "folder" else None,
+        "augment": augment,
         "fit": {
             k: (asdict(v) if isinstance(v, Progressive) else v)
             for k, v in fit_kwargs.items()
@@ -1059,10 +1082,16 @@ def _parser() -> argparse.ArgumentParser:
         "--image-size", type=int, default=224, help="training crop for folder data (default 224)"
     )
     p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the training augmentation (default: on; --no-augment for the embedded data only)",
+    )
+    p.add_argument(
         "--progressive",
         action="store_true",
-        help="EfficientNetV2 progressive learning: image size 16->32, dropout "
-        "0.1->0.3, mixup 0->0.2 over 4 stages (32x32 data)",
+        help="EfficientNetV2 progressive learning: image size 24->32, dropout "
+        "0.1->0.3, mixup 0->0.1 over 4 stages (32x32 data)",
     )
     p.add_argument(
         "--checkpoint-dir",
@@ -1143,7 +1172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if small is None:
             small = kind in ("embedded", "cifar10")
         train_set, test_set, classes = _datasets(
-            args.data, args.seed, args.download, args.image_size
+            args.data, args.seed, args.download, args.image_size, args.augment
         )
         kw = {} if args.width_mult is None else {"width_mult": args.width_mult}
         torch.manual_seed(_derive_seed("init", args.model, args.seed))

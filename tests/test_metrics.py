@@ -76,3 +76,14 @@ def test_disagreements_and_verdict():
     assert "a needs 0.50x the MAdds (M) of b, yet takes 1.50x its time." in text
     agree = Table([dict(r, **{"b1 (ms)": r["MAdds (M)"]}) for r in TABLE])
     assert "ranked every pair of models as the clock did" in metrics.verdict(agree)
+
+
+def test_published_quotes_table_8():
+    t = metrics.published(50)
+    row = next(r for r in t if r["model"] == "ShuffleNet v2 0.5x (ours)")
+    assert row["top-1 accuracy"] == pytest.approx(0.603) and row["MFLOPs"] == 41
+    assert row["ARM (ms)"] == pytest.approx(1000 / 57.0)
+    assert all(r["MFLOPs"] <= 50 for r in t) and len(t) == 8
+    assert "ShuffleNet v2 0.5x (ours)" in metrics.pareto_front(t, "ARM (ms)", "top-1 accuracy")
+    with pytest.raises(ValueError, match="max_mflops"):
+        metrics.published(0)

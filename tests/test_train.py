@@ -491,6 +491,7 @@ def test_book_settings_are_shared_and_checked():
     quick, full = train.book_settings(), train.book_settings(full=True, data="cifar10:data")
     assert quick["epochs"] < full["epochs"] and quick["limit_train"] and full["limit_train"] is None
     assert full["data"] == "cifar10:data" and quick["data"] == "embedded"
+    assert quick["augment"] is False and full["augment"] is None
     assert set(train.BOOK_MODELS) == {
         "shufflenet_v1_g3_x0_5",
         "shufflenet_v2_x0_5",
@@ -508,3 +509,20 @@ def test_progress_bar_shows_loss_accuracy_and_throughput(sets, capsys):
     captured = capsys.readouterr()
     assert "epoch 1/1" in captured.err and "img_s=" in captured.err and "acc=" in captured.err
     assert captured.out.startswith("epoch 1/1 | train loss ")
+
+
+def test_augmentation_can_be_left_out_for_the_embedded_data_only(tmp_path):
+    tr, te, classes = train._datasets("embedded", 0, False, 224, False)
+    assert tr.augment is False and te.augment is False and classes == 10
+    assert train._datasets("embedded", 0, False, 224, None)[0].augment is True
+    with pytest.raises(ValueError, match="augment=False is for the embedded data only"):
+        train._datasets(f"cifar10:{tmp_path}", 0, False, 224, False)
+    with pytest.raises(TypeError, match="augment must be True or False"):
+        train._datasets("embedded", 0, False, 224, "no")
+
+
+def test_runs_are_keyed_by_the_training_code_only():
+    keyed = train._TRAINING_CODE
+    assert {"train.py", "data.py", "layers.py", "models"} <= set(keyed)
+    assert "deploy.py" not in keyed and "plot.py" not in keyed
+    assert len(train._source_digest()) == 12
