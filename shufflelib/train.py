@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from . import data as _data
+from .data import _check_bool, _check_int  # one set of argument checks
 from .tables import Table
 
 __all__ = [
@@ -102,21 +103,10 @@ def book_settings(
 _OPTIMIZERS = ("sgd", "adamw")
 _DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}  # for a batch of 128; scaled linearly with the batch
 _DEFAULT_WD = {"sgd": 5e-4, "adamw": 0.05}
-_TIMING_KEYS = ("images/s", "seconds")
 
 
 # ---------------------------------------------------------------------------------------------
 # argument checks
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 def _check_float(name: str, value: object, lo: float, hi: float | None = None) -> float:
@@ -125,12 +115,6 @@ def _check_float(name: str, value: object, lo: float, hi: float | None = None) -
         allowed = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
         raise ValueError(f"{name} must be a number {allowed}, got {value!r}")
     return float(value)
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 def _check_dataset(name: str, value: object) -> Dataset:
