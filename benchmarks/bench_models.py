@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torchvision
 
 from shufflelib import bench, models
 
@@ -41,15 +40,6 @@ GOALS = {
 OURS, THEIRS = "shufflelib", "torchvision"
 PLAIN_POOL = "shufflelib, NCHW stem"
 NOISY = 0.10  # IQR / median above which a row is flagged
-
-
-def pair(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """torchvision's model with random weights, and ours with the same weights, both in eval."""
-    torch.manual_seed(0)
-    theirs = torchvision.models.get_model(name, weights=None).eval()
-    ours = models.build(name).eval()
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    return ours, theirs
 
 
 def inference(model: torch.nn.Module):
@@ -80,7 +70,7 @@ def main() -> int:
     plain_ratios: dict[tuple[str, int], float] = {}
     noisy = False
     for name in args.models:
-        ours, theirs = pair(name)
+        ours, theirs = models.torchvision_pair(name)
         for batch in sorted(b for n, b in GOALS if n == name):
             x = torch.randn(
                 batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)

@@ -19,7 +19,6 @@ import argparse
 import statistics
 
 import torch
-import torchvision
 from torch.utils.data import TensorDataset
 
 from shufflelib import bench, models, train
@@ -29,11 +28,8 @@ OURS, THEIRS = "shufflelib", "torchvision"
 
 
 def pair(name: str) -> dict[str, torch.nn.Module]:
-    """torchvision's model (10 classes, random weights) and ours with the same weights."""
-    torch.manual_seed(0)
-    theirs = torchvision.models.get_model(name, weights=None, num_classes=10)
-    ours = models.build(name, num_classes=10)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
+    """torchvision's model (10 classes, fresh random weights) and ours with the same weights."""
+    ours, theirs = models.torchvision_pair(name, num_classes=10, random_batchnorm=False)
     return {OURS: ours, THEIRS: theirs}
 
 

@@ -6,7 +6,7 @@ access cost (MAC) of ShuffleNet V2 and places each layer on the roofline.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +25,7 @@ __all__ = [
     "MemoryAccess",
     "mac",
     "layer_report",
+    "size_table",
     "pointwise_mac",
     "mac_vs_ratio",
     "mac_vs_groups",
@@ -242,6 +243,32 @@ def layer_report(model: nn.Module, input_size: Sequence[int]) -> Table:
         f"{sum(r['MAdds'] for r in rows):,} MAdds, {sum(r['MAC (bytes)'] for r in rows):,} bytes"
     )
     return Table(rows, title=f"{type(model).__name__} on input {tuple(input_size)}", note=total)
+
+
+def size_table(
+    models: Mapping[str, nn.Module], input_size: Sequence[int], title: str | None = None
+) -> Table:
+    """Parameters, multiply-adds and MAC of several networks on one input, a row each; ch. 5-9.
+
+    ``models`` maps a label to a network; every count is in millions (MAC in megabytes, at the
+    model's dtype), from :func:`count_params`, :func:`madds` and :func:`mac`.
+    """
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError(f"models must be a non-empty mapping of name to nn.Module, got {models!r}")
+    for name, model in models.items():
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"models[{name!r}] must be an nn.Module, got {type(model).__name__}")
+    size = _check_size(input_size)
+    rows = [
+        {
+            "model": name,
+            "params (M)": count_params(model) / 1e6,
+            "MAdds (M)": madds(model, size) / 1e6,
+            "MAC (MB)": mac(model, size).bytes / 1e6,
+        }
+        for name, model in models.items()
+    ]
+    return Table(rows, title=title or f"parameters and cost on input {size}")
 
 
 def _positive(name: str, value: object) -> float:

@@ -26,6 +26,7 @@ __all__ = [
     "benchmark_bars",
     "mac_curves",
     "roofline",
+    "network_roofline",
     "guideline_speeds",
     "stage_costs",
     "latency_vs_madds",
@@ -208,14 +209,11 @@ def mac_curves(by_ratio: Table, by_groups: Table, checked: Table | None = None) 
     return fig
 
 
-def roofline(roof: Roofline, operators: Table) -> Figure:
-    """This machine's roofline with measured operators on it, and data movement beside it; ch. 3."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), width_ratios=[1.4, 1])
-    compute = [r for r in operators if r["MAdds"] > 0]
-    xs = [r["MAdd/byte"] for r in compute]
-    lo, hi = min(xs + [roof.ridge]) / 4, max(xs + [roof.ridge]) * 4
+def _roof_lines(ax, roof: Roofline, intensities: Sequence[float]) -> None:
+    """The roofline (and the in-cache copy line) over the given intensities, log-log axes."""
+    lo, hi = min([*intensities, roof.ridge]) / 4, max([*intensities, roof.ridge]) * 4
     grid = [lo * (hi / lo) ** (k / 200) for k in range(201)]
-    left.plot(
+    ax.plot(
         grid,
         [roof.attainable(x) / 1e9 for x in grid],
         "k-",
@@ -223,13 +221,25 @@ def roofline(roof: Roofline, operators: Table) -> Figure:
         label=f"roofline (DRAM {roof.bandwidth / 1e9:.0f} GB/s)",
     )
     if roof.cache_copy_bytes:
-        left.plot(
+        ax.plot(
             grid,
             [min(roof.peak_madds, x * roof.cache_bandwidth) / 1e9 for x in grid],
             "k:",
             lw=1,
             label=f"in-cache copy {roof.cache_bandwidth / 1e9:.0f} GB/s",
         )
+    ax.axvline(roof.ridge, color="0.6", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (multiply-adds per byte of MAC, log scale)")
+    ax.set_ylabel("GMAdd/s (log scale)")
+
+
+def roofline(roof: Roofline, operators: Table) -> Figure:
+    """This machine's roofline with measured operators on it, and data movement beside it; ch. 3."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), width_ratios=[1.4, 1])
+    compute = [r for r in operators if r["MAdds"] > 0]
+    _roof_lines(left, roof, [r["MAdd/byte"] for r in compute])
     kinds = sorted({r["kind"] for r in compute})
     for k, kind in enumerate(kinds):
         rows = [r for r in compute if r["kind"] == kind]
@@ -248,11 +258,6 @@ def roofline(roof: Roofline, operators: Table) -> Figure:
                 xytext=(4, -3),
                 textcoords="offset points",
             )
-    left.axvline(roof.ridge, color="0.6", ls="--", lw=0.8)
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xlabel("arithmetic intensity (multiply-adds per byte of MAC, log scale)")
-    left.set_ylabel("GMAdd/s (log scale)")
     left.set_title("Operators with arithmetic: measured vs the roofline")
     left.legend(fontsize=7, loc="lower right")
     moving = [r for r in operators if r["MAdds"] == 0]  # kind "no arithmetic"
@@ -269,6 +274,57 @@ def roofline(roof: Roofline, operators: Table) -> Figure:
     fig.suptitle(
         f"Roofline of this machine ({roof.device}): peak {roof.peak_madds / 1e9:.0f} GMAdd/s, "
         f"ridge at {roof.ridge:.1f} MAdd/byte"
+    )
+    fig.tight_layout()
+    return fig
+
+
+_MARKERS = "osD^v<>PX*"
+
+
+def network_roofline(roof: Roofline, points: Table, title: str = "") -> Figure:
+    """Whole networks on this machine's roofline, one point per variant and batch; chapter 11.
+
+    ``points`` comes from :func:`shufflelib.deploy.roofline_points`. Colour tells the network and
+    batch size (its ``kind``), the marker the variant (the text of ``operator`` before " (b");
+    the points of one network and batch share an intensity, so they stand in a column, and the
+    gap between a point and the roofline above it is the time that variant leaves on the table.
+    """
+    fig, ax = plt.subplots(figsize=(9, 5))
+    _roof_lines(ax, roof, [r["MAdd/byte"] for r in points])
+    kinds = list(dict.fromkeys(r["kind"] for r in points))
+    variants = list(dict.fromkeys(r["operator"].split(" (b")[0] for r in points))
+    for r in points:
+        variant = r["operator"].split(" (b")[0]
+        ax.plot(
+            r["MAdd/byte"],
+            r["GMAdd/s"],
+            _MARKERS[variants.index(variant) % len(_MARKERS)],
+            color=f"C{kinds.index(r['kind']) % 10}",
+            ms=8,
+            mfc="none" if variants.index(variant) == 0 else None,
+        )
+    handles = [
+        plt.Line2D([], [], color=f"C{k % 10}", marker="o", ls="", label=kind)
+        for k, kind in enumerate(kinds)
+    ] + [
+        plt.Line2D(
+            [],
+            [],
+            color="0.3",
+            ls="",
+            marker=_MARKERS[v % len(_MARKERS)],
+            label=variant,
+            mfc="none" if v == 0 else None,
+        )
+        for v, variant in enumerate(variants)
+    ]
+    lines, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=lines + handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.set_title(
+        title
+        or f"Whole networks on the roofline of this machine ({roof.device}): peak "
+        f"{roof.peak_madds / 1e9:.0f} GMAdd/s"
     )
     fig.tight_layout()
     return fig

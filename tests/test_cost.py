@@ -10,6 +10,7 @@ from shufflelib.cost import (
     mac_vs_ratio,
     madds,
     pointwise_mac,
+    size_table,
     stage_report,
 )
 
@@ -321,3 +322,28 @@ def test_stage_report_sums_to_the_whole_model():
     assert deeper.column("stage")[:4] == ["stem.0", "stem.1", "body.0", "body.1"]
     with pytest.raises(ValueError, match="depth"):
         stage_report(net, shape, depth=0)
+
+
+def test_size_table_gives_params_madds_and_mac_per_model():
+    a = nn.Conv2d(8, 16, 1, bias=False)
+    b = nn.Conv2d(8, 16, 1, groups=4, bias=False)
+    t = size_table({"dense": a, "grouped": b}, (1, 8, 10, 10), title="two convs")
+    assert t.title == "two convs" and [r["model"] for r in t] == ["dense", "grouped"]
+    dense, grouped = t
+    assert dense["params (M)"] == 128 / 1e6 and grouped["params (M)"] == 32 / 1e6
+    assert dense["MAdds (M)"] == 100 * 128 / 1e6 and grouped["MAdds (M)"] == 100 * 32 / 1e6
+    assert dense["MAC (MB)"] == 4 * (100 * (8 + 16) + 128) / 1e6  # Eq. 1, float32
+
+
+@pytest.mark.parametrize(
+    "models, size, error, match",
+    [
+        ({}, (1, 3, 8, 8), TypeError, "non-empty mapping"),
+        ([nn.Conv2d(3, 3, 1)], (1, 3, 8, 8), TypeError, "non-empty mapping"),
+        ({"x": "conv"}, (1, 3, 8, 8), TypeError, r"models\['x'\] must be an nn.Module"),
+        ({"x": nn.Conv2d(3, 3, 1)}, (1, 0, 8, 8), ValueError, "input_size must be"),
+    ],
+)
+def test_size_table_rejects_bad_input(models, size, error, match):
+    with pytest.raises(error, match=match):
+        size_table(models, size)

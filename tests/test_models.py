@@ -275,6 +275,36 @@ def test_torchvision_weights_give_the_same_outputs(name):
     assert (got - want).abs().max() < 1e-5
 
 
+def test_torchvision_pair_computes_one_function_with_random_batchnorm():
+    ours, theirs = zoo.torchvision_pair("shufflenet_v2_x0_5", num_classes=10, seed=3)
+    assert not ours.training and not theirs.training
+    assert isinstance(theirs, torchvision.models.ShuffleNetV2) and ours.fc.out_features == 10
+    bn = theirs.conv1[1]
+    assert bn.running_var.min() != 1 and bn.weight.min() != 1  # statistics were randomised
+    x = rand(2, 3, 64, 64, seed=1)
+    with torch.inference_mode():
+        assert (ours(x) - theirs(x)).abs().max() < 1e-5
+    again, _ = zoo.torchvision_pair("shufflenet_v2_x0_5", num_classes=10, seed=3)
+    assert torch.equal(again.fc.weight, ours.fc.weight)  # seeded
+    fresh, _ = zoo.torchvision_pair("mobilenet_v2", random_batchnorm=False)
+    assert torch.all(fresh.features[0][1].running_var == 1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"name": "efficientnet_v2_t"}, ValueError, "no torchvision counterpart"),
+        ({"name": "resnet50"}, ValueError, "unknown model name"),
+        ({"name": "mobilenet_v2", "seed": -1}, ValueError, "seed must be an int >= 0"),
+        ({"name": "mobilenet_v2", "num_classes": 0}, ValueError, "num_classes must be"),
+        ({"name": "mobilenet_v2", "random_batchnorm": 1}, TypeError, "random_batchnorm must be"),
+    ],
+)
+def test_torchvision_pair_rejects_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        zoo.torchvision_pair(**kwargs)
+
+
 def test_small_input_models_take_the_same_weights():
     tv = torchvision.models.shufflenet_v2_x0_5()
     ours = zoo.build("shufflenet_v2_x0_5", small_input=True)

@@ -89,6 +89,36 @@ def test_mac_curves_and_roofline():
     labelled(fig)
 
 
+def test_network_roofline_marks_each_variant_and_batch():
+    roof = Roofline(peak_madds=1e11, bandwidth=1e10, device="cpu", matmul_size=64, copy_bytes=1)
+    points = Table(
+        {
+            "operator": f"{variant} (b{b})",
+            "kind": f"net, batch {b}",
+            "MAdds": 100,
+            "MAC (bytes)": 50,
+            "MAdd/byte": 2.0,
+            "GMAdd/s": speed * b,
+            "GB/s": speed * b / 2,
+        }
+        for b in (1, 16)
+        for variant, speed in (("torchvision eager", 1.0), ("+ compiled", 3.0))
+    )
+    fig = plot.network_roofline(roof, points)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    drawn = [
+        (line.get_xdata()[0], line.get_ydata()[0])
+        for line in ax.lines
+        if len(line.get_xdata()) == 1
+    ]
+    assert sorted(drawn) == [(2.0, 1.0), (2.0, 3.0), (2.0, 16.0), (2.0, 48.0)]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    for expected in ("net, batch 1", "net, batch 16", "torchvision eager", "+ compiled"):
+        assert expected in labels
+    labelled(fig)
+
+
 def test_guideline_speeds_draws_three_series_per_config():
     t = Table(
         {"g": g, "relative speed": 1 / g, "paper GPU": 1 / g**0.5, "paper ARM": None}

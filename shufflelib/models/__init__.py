@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from ..layers import randomise_batchnorm
 from .efficientnet_v2 import EfficientNetV2, efficientnet_v2
 from .mobilenet_v2 import MobileNetV2, mobilenet_v2
 from .shufflenet_v1 import GROUPS, WIDTHS, ShuffleNetV1, shufflenet_v1
@@ -157,6 +158,39 @@ def build(name: str, num_classes: int = 1000, small_input: bool = False, **kw: A
             f"name instead of passing {', '.join(fixed)}"
         )
     return s.builder(num_classes=num_classes, small_input=small_input, **s.kwargs, **kw)
+
+
+def torchvision_pair(
+    name: str, *, num_classes: int = 1000, seed: int = 0, random_batchnorm: bool = True
+) -> tuple[nn.Module, nn.Module]:
+    """(ours, torchvision's) ``name`` with the same random weights, both in eval mode; ch. 6-11.
+
+    torchvision's model is built without pretrained weights after ``torch.manual_seed(seed)``;
+    with ``random_batchnorm`` its BatchNorm scales, shifts and running statistics are randomised
+    too (see :func:`shufflelib.layers.randomise_batchnorm`), so every layer changes the output.
+    Ours loads its state_dict with ``strict=True``: the two compute the same function, and a
+    benchmark or a deployment step can compare them as they are.
+    """
+    s = spec(name)
+    if s.weights is None:
+        raise ValueError(
+            f"{name!r} has no torchvision counterpart; the models with one are "
+            f"{', '.join(names_with_weights())}"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    if not isinstance(random_batchnorm, bool):
+        raise TypeError(f"random_batchnorm must be True or False, got {random_batchnorm!r}")
+    ours = build(name, num_classes=num_classes)  # checks num_classes before torchvision builds
+
+    import torchvision.models as tvm  # here, not at import time: only this function needs it
+
+    torch.manual_seed(seed)
+    theirs = tvm.get_model(name, weights=None, num_classes=num_classes)
+    if random_batchnorm:
+        randomise_batchnorm(theirs, seed)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    return ours.eval(), theirs.eval()
 
 
 # ---------------------------------------------------------------------------------------------
