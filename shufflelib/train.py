@@ -80,7 +80,7 @@ def book_settings(
 ) -> dict[str, Any]:
     """The ``run`` settings chapters 9 and 10 share, so chapter 10 finds chapter 9's runs.
 
-    The default is sized for a laptop CPU (3 epochs of 8,000 images, without augmentation);
+    The default is sized for a laptop CPU (3 epochs of 6,000 images, without augmentation);
     ``full=True`` trains 30 epochs on the whole training set with it. ``data`` and ``download``
     switch to CIFAR-10 (e.g. in Colab).
     """
@@ -91,7 +91,7 @@ def book_settings(
         "data": data,
         "download": download,
         "epochs": 30 if full else 3,
-        "limit_train": None if full else 8_000,
+        "limit_train": None if full else 6_000,
         # the crop-and-flip augmentation pays over many epochs; over a few it only slows learning
         "augment": None if full else False,
         "batch_size": 64,
@@ -101,6 +101,9 @@ def book_settings(
 
 
 _OPTIMIZERS = ("sgd", "adamw")
+# Devices where fit and evaluate default to channels-last tensors. On a 2-core CPU (torch 2.14)
+# it trained MobileNetV2 and EfficientNetV2 faster (1.4x in a bare loop) and the ShuffleNets even.
+_CHANNELS_LAST_DEVICES = ("cuda", "cpu")
 _DEFAULT_LR = {"sgd": 0.1, "adamw": 2e-3}  # for a batch of 128; scaled linearly with the batch
 _DEFAULT_WD = {"sgd": 5e-4, "adamw": 0.05}
 
@@ -417,11 +420,13 @@ def evaluate(
     device: torch.device | str | None = None,
     limit: int | None = None,
     workers: int | None = 0,
+    channels_last: bool | None = None,
 ) -> dict[str, float]:
     """Top-1 ``accuracy`` and mean cross-entropy ``loss`` of ``model`` on ``data``; chapter 9.
 
-    Runs in eval mode (and restores the mode after). Under torchrun every process scores its
-    share and the sums are combined, so each rank returns the same numbers.
+    Runs in eval mode (and restores the mode after). Images go in channels-last on the CPU and
+    CUDA unless ``channels_last=False``. Under torchrun every process scores its share and the
+    sums are combined, so each rank returns the same numbers.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {model!r}")
@@ -429,14 +434,18 @@ def evaluate(
     _check_int("batch_size", batch_size, 1)
     if limit is not None:
         _check_int("limit", limit, 1)
+    if channels_last is not None:
+        _check_bool("channels_last", channels_last)
     device = _resolve_device(model, device)
+    if channels_last is None:
+        channels_last = device.type in _CHANNELS_LAST_DEVICES
     was_training = model.training
     model.eval()
     loss_sum = correct = count = 0.0
     try:
         for x, y in _eval_loader(_limit(data, limit), batch_size, workers):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if device.type == "cuda":
+            if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with _autocast(device, device.type == "cuda"):
                 logits = model(x)
@@ -510,13 +519,13 @@ def fit(
     0.002 for AdamW, at a batch of 128, scaled linearly with ``batch_size``) warmed up linearly
     over ``warmup_epochs`` (default: a tenth of the run, at most 5 epochs) and then decayed with a
     cosine to zero, stepped every iteration; cross-entropy with ``label_smoothing``;
-    ``weight_decay`` (default 5e-4 for SGD, 0.05 for AdamW) on weights only. ``amp`` and
-    ``channels_last`` default to on for CUDA. ``progressive`` follows an EfficientNetV2
-    progressive-learning schedule. ``limit_train``/``limit_test`` train and score on the first
-    samples only (quick runs). ``progress`` shows a tqdm bar per epoch (loss, accuracy, images/s);
-    ``log`` receives one line per epoch (``None`` for silence). A new run seeds torch's global
-    generator from ``seed`` (dropout, stochastic depth and mixup draw from it), so the same
-    model, data and seed give the same history.
+    ``weight_decay`` (default 5e-4 for SGD, 0.05 for AdamW) on weights only. ``amp``
+    defaults to on for CUDA, ``channels_last`` for CUDA and the CPU. ``progressive`` follows an
+    EfficientNetV2 progressive-learning schedule. ``limit_train``/``limit_test`` train and score
+    on the first samples only (quick runs). ``progress`` shows a tqdm bar per epoch (loss,
+    accuracy, images/s); ``log`` receives one line per epoch (``None`` for silence). A new run
+    seeds torch's global generator from ``seed`` (dropout, stochastic depth and mixup draw from
+    it), so the same model, data and seed give the same history.
 
     The history is a Table with one row per epoch: epoch, lr (at the epoch's end), train loss and
     accuracy, test loss and accuracy (with ``test_data``), images/s and seconds of training.
@@ -577,7 +586,8 @@ def fit(
         )
     device = _resolve_device(model, device)
     amp = device.type == "cuda" if amp is None else amp
-    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    if channels_last is None:
+        channels_last = device.type in _CHANNELS_LAST_DEVICES
     if amp and device.type != "cuda":
         raise ValueError(f"amp=True needs a CUDA device, got {device}")
     train_set = _limit(train_data, limit_train)
@@ -676,7 +686,14 @@ def fit(
         if setting:
             row.update({k: setting[k] for k in ("image size", "dropout", "mixup")})
         if test_data is not None:
-            scores = evaluate(model, test_data, device=device, limit=limit_test, workers=0)
+            scores = evaluate(
+                model,
+                test_data,
+                device=device,
+                limit=limit_test,
+                workers=0,
+                channels_last=channels_last,
+            )
             row["test loss"], row["test accuracy"] = scores["loss"], scores["accuracy"]
         row["images/s"] = count / seconds
         row["seconds"] = seconds

@@ -182,6 +182,22 @@ def test_evaluate_matches_a_hand_count(sets):
     assert m.training  # the mode is restored
 
 
+def test_evaluate_scores_the_same_in_either_memory_layout(sets):
+    _, te = sets
+    m = tiny().eval()
+    nchw = train.evaluate(m, te, channels_last=False)
+    nhwc = train.evaluate(m, te, channels_last=True)
+    assert nchw["accuracy"] == nhwc["accuracy"]
+    assert nchw["loss"] == pytest.approx(nhwc["loss"], rel=1e-5)
+    with pytest.raises(TypeError, match="channels_last must be True or False"):
+        train.evaluate(m, te, channels_last="yes")
+
+
+def test_fit_trains_channels_last_on_the_cpu_by_default(sets, one_thread, tmp_path):
+    fit(tiny(), sets, epochs=1, checkpoint_dir=tmp_path)
+    assert train.load_checkpoint(tmp_path)["config"]["channels_last"] is True
+
+
 def test_same_seed_same_history_and_weights(sets, one_thread):
     a, b, c = tiny(), tiny(), tiny()
     ha, hb = fit(a, sets, seed=3), fit(b, sets, seed=3)
