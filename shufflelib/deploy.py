@@ -483,10 +483,11 @@ def quantize_int8(
     through Inductor"; since PyTorch 2.10 in ``torchao.quantization.pt2e``): export the model
     with ``torch.export`` (the batch dimension left dynamic), insert observers with
     ``prepare_pt2e`` and ``X86InductorQuantizer``'s default configuration (int8 weights per
-    output channel, int8 activations per tensor), run ``calibration_data`` through it to record
-    activation ranges, ``convert_pt2e`` to a graph with quantise/dequantise nodes, and (with
-    ``compiled``) let Inductor with freezing turn the patterns into int8 oneDNN convolutions,
-    compiled on ``example_input`` (default: the first evaluation batch). Then the top-1
+    output channel, int8 activations per tensor; max-pooling left in float32), run
+    ``calibration_data`` through it to record activation ranges, ``convert_pt2e`` to a graph
+    with quantise/dequantise nodes, and (with ``compiled``) let Inductor with freezing turn the
+    patterns into int8 oneDNN convolutions, compiled on ``example_input`` (default: the first
+    evaluation batch). Then the top-1
     agreement with the float model is measured on ``eval_data`` (default: the calibration
     data) in batches of ``batch_size``, by the compiled int8 model (each new batch shape
     compiles once more) or by the reference graph with ``compiled=False``.
@@ -509,6 +510,11 @@ def quantize_int8(
         exported = torch.export.export(model, (calib[0],), dynamic_shapes=({0: batch},)).module()
         quantizer = xiq.X86InductorQuantizer()
         quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+        # Max-pooling compares and never multiplies, so int8 saves it no arithmetic; in float32
+        # Inductor fuses it into the loop that converts the stem's output, where the int8 pool
+        # is a kernel of its own. Measured on ShuffleNet V2 1x (2-core x86 CPU): int8 about 4%
+        # faster at batch 1 and 12% at batch 16 with a float32 pool, the same predictions.
+        quantizer.set_module_type_qconfig(nn.MaxPool2d, None)
         prepared = prepare_pt2e(exported, quantizer)
         for x in calib:
             prepared(x)

@@ -271,6 +271,21 @@ def test_quantize_int8_agrees_with_the_float_model(fresh_dynamo):
     assert any("quantize_per_tensor" in op for op in ops)
 
 
+def test_quantize_int8_leaves_max_pooling_in_float():
+    pytest.importorskip("torchao", reason="int8 needs torchao (in requirements.txt)")
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, 1), nn.Conv2d(8, 4, 1)
+    ).eval()
+    q = deploy.quantize_int8(model, rand(16, 3, 16, 16, seed=1), compiled=False)
+    pools = [n for n in q.reference.graph.nodes if "max_pool2d" in str(n.target)]
+    assert len(pools) == 1
+    # int8 pooling would read a dequantised int8 tensor; here it reads the float32 ReLU, and its
+    # output is quantised for the next convolution
+    assert "dequantize" not in str(pools[0].args[0].target)
+    assert any("quantize_per_tensor" in str(u.target) for u in pools[0].users)
+
+
 def test_top1_agreement_counts_equal_predictions():
     scores = torch.zeros(10, 1, 1, 3)
     scores[torch.arange(10), 0, 0, torch.arange(10) % 3] = 1.0
