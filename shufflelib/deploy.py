@@ -64,6 +64,7 @@ __all__ = [
     "optimize",
     "ladder",
     "roofline_bound",
+    "roofline_table",
     "roofline_points",
     "profile_by_operator",
 ]
@@ -822,6 +823,45 @@ def roofline_bound(model: nn.Module, input_size: Sequence[int], roof: Roofline) 
     work = madds(model, input_size)
     moved = mac(fold_bn(model), input_size).bytes
     return RooflineBound(work, moved, work / roof.peak_madds, moved / roof.bandwidth)
+
+
+def roofline_table(
+    models: Mapping[str, nn.Module],
+    roof: Roofline,
+    *,
+    batches: Sequence[int] = (1, 16),
+    image_size: int = 224,
+) -> Table:
+    """:func:`roofline_bound` of several networks at several batch sizes, one row each; ch. 11.
+
+    Columns: MAdds and MAC (millions, megabytes), the compute and memory times (ms), the bound
+    (the larger) and which of the two it is; the note names the machine's roofline.
+    """
+    if not isinstance(models, Mapping) or not models:
+        raise TypeError(f"models must be a non-empty mapping of name to nn.Module, got {models!r}")
+    if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
+        raise ValueError(f"batches must be a non-empty list of ints >= 1, got {batches!r}")
+    rows = []
+    for name, model in models.items():
+        for b in batches:
+            bound = roofline_bound(model, (b, 3, image_size, image_size), roof)
+            rows.append(
+                {
+                    "network": name,
+                    "batch": b,
+                    "MAdds (M)": bound.madds / 1e6,
+                    "MAC (MB)": bound.mac_bytes / 1e6,
+                    "compute (ms)": bound.compute_seconds * 1e3,
+                    "memory (ms)": bound.memory_seconds * 1e3,
+                    "bound (ms)": bound.seconds * 1e3,
+                    "bound by": bound.bound_by,
+                }
+            )
+    return Table(
+        rows,
+        title="Roofline bound: max(MAdds / peak, MAC bytes / bandwidth)",
+        note=str(roof).replace("\n", "; "),
+    )
 
 
 def roofline_points(

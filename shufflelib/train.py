@@ -964,22 +964,25 @@ def run(
     return Run(name, model, history, folder, key)
 
 
-def summary(runs: Sequence[Run], title: str = "") -> Table:
+def summary(runs: Sequence[Run] | Mapping[str, Run], title: str = "") -> Table:
     """One row per run: parameters, final test accuracy and loss, throughput, time; chapter 9.
 
-    ``images/s`` is the training throughput of the last epoch, ``train time (s)`` the sum over
-    the epochs (evaluation excluded), both measured on the machine that trained.
+    ``runs`` is a list of runs (each row named after its model) or a mapping of a label to a run
+    (to tell apart two runs of one model). ``images/s`` is the training throughput of the last
+    epoch, ``train time (s)`` the sum over the epochs (evaluation excluded), both measured on the
+    machine that trained.
     """
     from .cost import count_params
 
+    labelled = runs.items() if isinstance(runs, Mapping) else [(None, r) for r in runs]
     rows = []
-    for r in runs:
+    for label, r in labelled:
         if not isinstance(r, Run):
             raise TypeError(f"runs must hold Run objects from train.run, got {type(r).__name__}")
         last = r.history[-1]
         rows.append(
             {
-                "model": r.name,
+                "model": r.name if label is None else label,
                 "params (M)": count_params(r.model) / 1e6,
                 "epochs": last["epoch"],
                 "test accuracy": last.get("test accuracy"),

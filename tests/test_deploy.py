@@ -360,6 +360,21 @@ def test_roofline_bound_is_the_slower_of_compute_and_memory():
     assert bound.seconds == pytest.approx(moved / 1e6) and bound.bound_by == "memory"
 
 
+def test_roofline_table_has_a_row_per_network_and_batch():
+    model = tiny_shufflenet()
+    roof = Roofline(peak_madds=1e9, bandwidth=1e8, device="cpu", matmul_size=64, copy_bytes=1)
+    table = deploy.roofline_table({"a": model, "b": model}, roof, batches=(1, 4), image_size=32)
+    assert [(r["network"], r["batch"]) for r in table] == [("a", 1), ("a", 4), ("b", 1), ("b", 4)]
+    bound = deploy.roofline_bound(model, (4, 3, 32, 32), roof)
+    row = table[1]
+    assert row["MAdds (M)"] == bound.madds / 1e6 and row["bound (ms)"] == bound.seconds * 1e3
+    assert row["bound by"] == bound.bound_by and "bandwidth" in table.note
+    with pytest.raises(TypeError, match="non-empty mapping"):
+        deploy.roofline_table({}, roof)
+    with pytest.raises(ValueError, match="batches must be"):
+        deploy.roofline_table({"a": model}, roof, batches=(0,))
+
+
 def test_roofline_points_from_a_ladder_table():
     model = tiny_shufflenet()
     table = Table(

@@ -377,8 +377,12 @@ def test_run_keys_the_folder_by_settings_and_reloads_a_finished_run(tmp_path, on
     assert t.column("model") == ["shufflenet_v2_x0_5"] * 2 and t.column("epochs") == [1, 2]
     assert t[1]["test accuracy"] == e.test_accuracy and t[0]["params (M)"] > 0.3
     assert t[1]["train time (s)"] == pytest.approx(sum(e.history.column("seconds")))
+    named = train.summary({"one epoch": a, "two epochs": e})
+    assert named.column("model") == ["one epoch", "two epochs"] and named.column("epochs") == [1, 2]
     with pytest.raises(TypeError, match="Run objects"):
         train.summary([a.history])
+    with pytest.raises(TypeError, match="Run objects"):
+        train.summary({"a": a.history})
 
 
 def test_run_rejects_unknown_models_and_own_settings(tmp_path):
