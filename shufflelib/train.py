@@ -1208,6 +1208,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rank == 0:
             print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the last finished epoch's checkpoint is whole
+        if rank == 0:
+            where = args.checkpoint_dir
+            if where is not None and (Path(where) / CHECKPOINT).exists():
+                message = (
+                    f"interrupted; the checkpoint of the last finished epoch is in {where}: "
+                    "run the same command with --resume to continue"
+                )
+            else:
+                message = "interrupted before any checkpoint was written" + (
+                    "" if where else " (--checkpoint-dir keeps one every epoch)"
+                )
+            print("\n" + message, file=sys.stderr)
+        return 130
     finally:
         if world > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

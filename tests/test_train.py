@@ -430,6 +430,31 @@ def test_cli_trains_interrupts_resumes_and_prints_the_accuracy_last(tmp_path, ca
     assert capsys.readouterr().out.strip().splitlines()[-1] == out[-1]  # a finished run reloads
 
 
+def test_cli_ctrl_c_says_where_the_checkpoint_is(tmp_path, capsys, monkeypatch):
+    ckpt = tmp_path / "run"
+    args = ["--model", "shufflenet_v2_x0_5", "--epochs", "2", "--checkpoint-dir", str(ckpt), *QUICK]
+
+    real_fit = train.fit
+
+    def interrupted_after_one_epoch(*a, **kw):
+        kw = {"batch_size": 32, "workers": 0, "progress": False, "log": None}
+        real_fit(tiny(), data.embedded("train", n=64), 1, checkpoint_dir=ckpt, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "fit", interrupted_after_one_epoch)
+    assert train.main(args) == 130
+    err = capsys.readouterr().err
+    assert f"checkpoint of the last finished epoch is in {ckpt}" in err and "--resume" in err
+    assert "Traceback" not in err
+
+    def interrupted_at_once(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "fit", interrupted_at_once)
+    assert train.main(["--model", "shufflenet_v2_x0_5", *QUICK]) == 130
+    assert "before any checkpoint was written (--checkpoint-dir" in capsys.readouterr().err
+
+
 def test_cli_help_documents_every_option():
     r = cli("--help")
     assert r.returncode == 0
