@@ -92,14 +92,8 @@ def agreement(width: float, epochs: int, images: int) -> tuple[float, float, flo
     test_images, labels = test.batch(range(len(test)))
     best = deploy.steps(model)["+ channels-last"]
     q = deploy.quantize_int8(best, calibration, eval_data=test_images, batch_size=250)
-    with torch.inference_mode():
-        float_class = torch.cat([model(x).argmax(1) for x in test_images.split(250)])
-        int8_class = torch.cat([q(x).argmax(1) for x in test_images.split(250)])
-    return (
-        q.agreement,
-        (float_class == labels).float().mean().item(),
-        (int8_class == labels).float().mean().item(),
-    )
+    every = deploy.flips(model, q, test_images, labels, batch_size=250)[0]  # the "all" row
+    return q.agreement, every["float32 accuracy"], every["int8 accuracy"]
 
 
 def main() -> int:

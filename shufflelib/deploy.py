@@ -59,6 +59,7 @@ __all__ = [
     "Int8Model",
     "quantize_int8",
     "top1_agreement",
+    "flips",
     "export_roundtrip",
     "Optimized",
     "optimize",
@@ -439,6 +440,52 @@ def top1_agreement(
     batches = _split(_batches(data, "data"), batch_size)
     a, b = _top1(model_a, batches), _top1(model_b, batches)
     return (a == b).float().mean().item()
+
+
+def flips(
+    float_model: Callable[[torch.Tensor], torch.Tensor],
+    int8_model: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int = 256,
+) -> Table:
+    """Which predictions int8 changed, and how sure the float model was of them; chapter 11.
+
+    Rows: all images, those whose top-1 class int8 changed (flipped) and the others (kept),
+    each with its count, both models' accuracy against ``labels`` and the float model's median
+    margin (probability of its first class minus its second). A group with no image is left out.
+    """
+    for name, m in (("float_model", float_model), ("int8_model", int8_model)):
+        if not callable(m):
+            raise TypeError(f"{name} must be callable, got {type(m).__name__}")
+    x = _check_image_batch(images, "images")
+    if not isinstance(labels, torch.Tensor) or labels.shape != (len(x),):
+        raise ValueError(f"labels must be a tensor of {len(x)} class indices, one per image")
+    batches = _split([x], batch_size)
+    with torch.inference_mode():
+        probs = torch.cat([float_model(b).softmax(1) for b in batches])
+    int8_class = _top1(int8_model, batches)
+    top2 = probs.topk(2, dim=1).values
+    margin, float_class = top2[:, 0] - top2[:, 1], probs.argmax(1)
+    flipped = float_class != int8_class
+    rows = []
+    for group, part in (
+        ("all", torch.ones_like(flipped)),
+        ("flipped", flipped),
+        ("kept", ~flipped),
+    ):
+        if part.any():
+            rows.append(
+                {
+                    "images": group,
+                    "count": int(part.sum()),
+                    "float32 accuracy": (float_class[part] == labels[part]).float().mean().item(),
+                    "int8 accuracy": (int8_class[part] == labels[part]).float().mean().item(),
+                    "median margin": margin[part].median().item(),
+                }
+            )
+    return Table(rows, title="int8 against float32: the predictions int8 changed")
 
 
 def _split(batches: list[torch.Tensor], batch_size: int) -> list[torch.Tensor]:

@@ -286,6 +286,34 @@ def test_quantize_int8_leaves_max_pooling_in_float():
     assert any("quantize_per_tensor" in str(u.target) for u in pools[0].users)
 
 
+def test_flips_counts_changed_predictions_and_their_margins():
+    # float: class 0 with probabilities (0.9, 0.1) on 3 images, (0.55, 0.45) on 1 image;
+    # "int8" flips exactly the hesitant image to class 1
+    logits = torch.tensor([[0.9, 0.1]] * 3 + [[0.55, 0.45]]).log()
+
+    def float_model(x):
+        return logits[x[:, 0, 0, 0].long()]
+
+    def int8_model(x):
+        out = float_model(x).clone()
+        out[x[:, 0, 0, 0] == 3] = torch.tensor([0.0, 1.0])
+        return out
+
+    images = torch.arange(4.0)[:, None, None, None].expand(4, 3, 2, 2).contiguous()
+    labels = torch.tensor([0, 0, 1, 1])
+    t = deploy.flips(float_model, int8_model, images, labels, batch_size=3)
+    every, flipped, kept = t
+    assert [r["images"] for r in t] == ["all", "flipped", "kept"]
+    assert (every["count"], flipped["count"], kept["count"]) == (4, 1, 3)
+    assert every["float32 accuracy"] == 0.5 and every["int8 accuracy"] == 0.75
+    assert flipped["median margin"] == pytest.approx(0.1)
+    assert kept["median margin"] == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="labels must be a tensor of 4 class indices"):
+        deploy.flips(float_model, int8_model, images, labels[:3])
+    with pytest.raises(TypeError, match="int8_model must be callable"):
+        deploy.flips(float_model, "int8", images, labels)
+
+
 def test_top1_agreement_counts_equal_predictions():
     scores = torch.zeros(10, 1, 1, 3)
     scores[torch.arange(10), 0, 0, torch.arange(10) % 3] = 1.0
