@@ -12,11 +12,15 @@ trick alone gives; the rest comes from running the stem (Conv1 and the max-pool)
 channels-last memory.
 
 Ratios are taken within interleaved rounds (``shufflelib.bench.compare``), so a slow drift of a
-shared machine cancels. Other processes competing for the cores still add noise (with all
-threads busy, one stalled OpenMP thread can multiply a time): rows whose IQR exceeds 10% of
-the median are flagged; rerun on a quiet machine, or compare with ``--threads 1``.
+shared machine cancels, and printed with their 95% interval; rounds go on until every interval
+is within +-3% or the time cap (``--max-seconds`` per table). Each goal gets a three-valued
+verdict (``shufflelib.stats.verdict``): it *holds* when the whole interval is at or below the
+goal, *does not hold* when the whole interval is above it, and is *too close to call* otherwise.
+Other processes competing for the cores widen the intervals (with all threads busy, one stalled
+OpenMP thread can multiply a time): rerun on a quiet machine, or compare with ``--threads 1``.
 
-    python benchmarks/bench_models.py [--quick] [--rounds 7] [--min-run-time 0.3] [--threads N]
+    python benchmarks/bench_models.py [--quick] [--rounds 6] [--min-run-time 0.3]
+                                      [--max-seconds 60] [--threads N]
                                       [--models shufflenet_v2_x1_0 ...]
 """
 
@@ -26,9 +30,10 @@ import argparse
 
 import torch
 
-from shufflelib import bench, models
+from shufflelib import bench, models, stats
+from shufflelib.tables import Table
 
-# (model name, batch size) -> goal for ours / torchvision (median of the per-round ratios).
+# (model name, batch size) -> goal for ours / torchvision (paired time ratio, at most).
 GOALS = {
     ("shufflenet_v2_x1_0", 1): 0.95,
     ("shufflenet_v2_x1_0", 16): 0.97,
@@ -39,7 +44,6 @@ GOALS = {
 }
 OURS, THEIRS = "shufflelib", "torchvision"
 PLAIN_POOL = "shufflelib, NCHW stem"
-NOISY = 0.10  # IQR / median above which a row is flagged
 
 
 def inference(model: torch.nn.Module):
@@ -50,74 +54,68 @@ def inference(model: torch.nn.Module):
     return run
 
 
+def timed_pair(name: str, batch: int, args: argparse.Namespace) -> Table:
+    """Ours against torchvision's (and, for ShuffleNet V2, ours with an NCHW stem), one batch."""
+    ours, theirs = models.torchvision_pair(name)
+    x = torch.randn(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        diff = (ours(x) - theirs(x)).abs().max().item()
+    if diff > 1e-4:
+        raise RuntimeError(f"{name}: ours and torchvision's disagree by {diff:.2e}")
+    candidates = {THEIRS: inference(theirs), OURS: inference(ours)}
+    if name.startswith("shufflenet"):
+        plain = models.build(name, channels_last_stem=False).eval()
+        plain.load_state_dict(ours.state_dict())
+        candidates[PLAIN_POOL] = inference(plain)
+    return bench.compare(
+        candidates,
+        x,
+        baseline=THEIRS,
+        rounds=args.rounds,
+        min_run_time=args.min_run_time,
+        max_seconds=args.max_seconds,
+        title=f"{name}, batch {batch}, {args.size}x{args.size}, eval, inference_mode, "
+        f"max |ours - torchvision| = {diff:.1e}",
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 0.1 s: a smoke run")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    parser.add_argument("--quick", action="store_true", help="6 rounds of 0.1 s: a smoke run")
+    parser.add_argument("--rounds", type=int, default=bench.MIN_ROUNDS, help="least rounds")
     parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds per timing")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="time cap per table")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--size", type=int, default=224, help="image side (default 224)")
     names = list(dict.fromkeys(n for n, _ in GOALS))
     parser.add_argument("--models", nargs="+", choices=names, default=names, help="default: all")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.min_run_time = 3, 0.1
+        args.rounds, args.min_run_time, args.max_seconds = bench.MIN_ROUNDS, 0.1, 5.0
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     print(bench.machine_info("cpu"))
 
-    ratios: dict[tuple[str, int], float] = {}
-    plain_ratios: dict[tuple[str, int], float] = {}
-    noisy = False
+    intervals: dict[tuple[str, int], dict[str, stats.Interval]] = {}
     for name in args.models:
-        ours, theirs = models.torchvision_pair(name)
         for batch in sorted(b for n, b in GOALS if n == name):
-            x = torch.randn(
-                batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)
-            )
-            with torch.inference_mode():
-                diff = (ours(x) - theirs(x)).abs().max().item()
-            if diff > 1e-4:
-                raise RuntimeError(f"{name}: ours and torchvision's disagree by {diff:.2e}")
-            candidates = {THEIRS: inference(theirs), OURS: inference(ours)}
-            if name.startswith("shufflenet"):
-                plain = models.build(name, channels_last_stem=False).eval()
-                plain.load_state_dict(ours.state_dict())
-                candidates[PLAIN_POOL] = inference(plain)
-            table = bench.compare(
-                candidates,
-                x,
-                baseline=THEIRS,
-                rounds=args.rounds,
-                min_run_time=args.min_run_time,
-                title=f"{name}, batch {batch}, {args.size}x{args.size}, eval, inference_mode, "
-                f"max |ours - torchvision| = {diff:.1e}",
-            )
-            for row in table:
-                row["noisy"] = "NOISY" if row["IQR (ms)"] > NOISY * row["median (ms)"] else ""
+            table = timed_pair(name, batch, args)
             print(f"\n{table}")
-            by_name = dict(zip(table.column("name"), table.column("ratio")))
-            ratios[(name, batch)] = by_name[OURS]
-            if PLAIN_POOL in by_name:
-                plain_ratios[(name, batch)] = by_name[PLAIN_POOL]
-            noisy |= any(table.column("noisy"))
+            intervals[(name, batch)] = table.intervals
 
-    print("\nRatios (our time / torchvision's, median of interleaved rounds):")
-    met_all = True
+    print("\nRatios (our time / torchvision's, paired, 95% interval):")
+    verdicts = []
     for (name, batch), goal in GOALS.items():
-        if (name, batch) not in ratios:
+        if (name, batch) not in intervals:
             continue
-        ratio = ratios[(name, batch)]
-        met = ratio <= goal
-        met_all &= met
-        verdict = "met" if met else "MISSED"
-        line = f"  {name:20s} batch {batch:2d}: {ratio:.3f}x (goal <= {goal}x: {verdict})"
-        if (name, batch) in plain_ratios:
-            line += f"; with an NCHW stem {plain_ratios[(name, batch)]:.3f}x"
+        ours = intervals[(name, batch)][OURS]
+        v = stats.verdict(ours, goal, claim="below")
+        verdicts.append(v)
+        line = f"  {name:20s} batch {batch:2d}: {ours} (goal <= {goal}x: {v})"
+        if PLAIN_POOL in intervals[(name, batch)]:
+            line += f"; with an NCHW stem {intervals[(name, batch)][PLAIN_POOL]}"
         print(line)
-    print(f"\nAll goals: {'met' if met_all else 'MISSED'}")
-    if noisy:
-        print(f"Some rows had an IQR above {NOISY:.0%} of the median: the machine was busy.")
+    print(f"\nAll goals: {stats.all_of(*verdicts)}")
     return 0
 
 

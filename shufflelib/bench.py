@@ -2,7 +2,9 @@
 
 Built on ``torch.utils.benchmark`` (warm-up, blocked autorange, CUDA synchronisation). Chapter 1
 introduces it; chapter 2 uses it for the channel-shuffle benchmark, as does
-``benchmarks/bench_shuffle.py``.
+``benchmarks/bench_shuffle.py``. :func:`compare` times candidates in paired, interleaved rounds
+and samples until every time ratio's confidence interval (:mod:`shufflelib.stats`) is narrow
+enough or a time cap is reached; chapter 4 ("How this book measures") explains the procedure.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 import os
 import platform
 import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +21,7 @@ from typing import Any
 
 import torch
 
+from . import stats
 from .cost import count_params, mac, madds
 from .ops import channel_shuffle, channel_split, shuffle_permutation, shuffle_split
 from .tables import Table
@@ -29,6 +33,9 @@ __all__ = [
     "pick_device",
     "measure",
     "compare",
+    "ratio_intervals",
+    "MIN_ROUNDS",
+    "sampling_arguments",
     "shuffle_benchmark",
     "shuffle_split_benchmark",
     "group_conv_sweep",
@@ -230,55 +237,226 @@ def measure(
     )
 
 
-def compare(
-    candidates: Mapping[str, Callable[..., Any]],
-    inputs: Sequence[Any] | torch.Tensor,
-    *,
-    baseline: str,
-    rounds: int = 5,
-    min_run_time: float = 0.2,
-    title: str = "",
-    device: torch.device | str | None = None,
-    threads: int | None = None,
-) -> Table:
-    """Time several functions on the same inputs, side by side, in interleaved rounds.
+MIN_ROUNDS = stats.min_rounds()  # the fewest rounds whose median has a finite 95% interval
+MAX_ROUNDS = 40
+TARGET = 0.03  # stop sampling once every ratio is known within about +-3%
+MAX_SECONDS = 20.0  # the default time cap of one comparison
 
-    Each round times every candidate once; its ratio to ``baseline`` (time / baseline time) is
-    taken within the round, so slow drifts of a shared machine cancel. The table gives the median
-    time, the IQR over rounds, and the median ratio (column ``ratio``). Candidates that need
-    different inputs can be closures taking none (``inputs=()``); then pass ``device`` so the
-    machine line names it. ``threads`` sets torch's CPU threads for the timing (default: as
-    they are); one thread is steadier on a shared machine.
-    """
+
+def _clock() -> float:
+    return time.perf_counter()
+
+
+def _check_sampling(
+    rounds: object,
+    max_rounds: object,
+    target: object,
+    max_seconds: object,
+    estimator: object,
+    confidence: object,
+) -> None:
+    """Reject bad sampling arguments of :func:`compare` (and its callers) before any work."""
+    if _not_int(rounds) or rounds < 1:  # type: ignore[operator]
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    if _not_int(max_rounds) or max_rounds < rounds:  # type: ignore[operator]
+        raise ValueError(f"max_rounds must be an int >= rounds ({rounds}), got {max_rounds!r}")
+    if _not_number(target):
+        raise TypeError(f"target must be a number (relative half-width), got {target!r}")
+    if not 0 < target < 1:  # type: ignore[operator]
+        raise ValueError(f"target must be in (0, 1), e.g. 0.03 for +-3%, got {target!r}")
+    if _not_number(max_seconds):
+        raise TypeError(f"max_seconds must be a number of seconds, got {max_seconds!r}")
+    if not max_seconds > 0:  # type: ignore[operator]
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds!r}")
+    if estimator not in stats.ESTIMATORS:
+        raise ValueError(f"estimator must be one of {stats.ESTIMATORS}, got {estimator!r}")
+    if _not_number(confidence) or not 0 < confidence < 1:  # type: ignore[operator]
+        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}")
+
+
+def _max_rounds(rounds: object, max_rounds: object) -> object:
+    """``max_rounds``, or when None ``max(MAX_ROUNDS, rounds)``."""
+    if max_rounds is not None:
+        return max_rounds
+    return max(MAX_ROUNDS, rounds) if not _not_int(rounds) else MAX_ROUNDS  # type: ignore
+
+
+def _check_candidates(
+    candidates: object, baseline: object, min_run_time: object, threads: object
+) -> None:
+    if not isinstance(candidates, Mapping) or not candidates:
+        raise TypeError(
+            f"candidates must be a non-empty mapping name -> callable, got {candidates!r}"
+        )
+    for name, fn in candidates.items():
+        if not callable(fn):
+            raise TypeError(f"candidates[{name!r}] must be callable, got {type(fn).__name__}")
     if baseline not in candidates:
         raise ValueError(f"baseline {baseline!r} is not one of the candidates {list(candidates)}")
-    if _not_int(rounds) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
-    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
-    times: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(rounds):
-        for name, fn in candidates.items():
-            m = measure(
-                fn, inputs, label=name, min_run_time=min_run_time, warmup=1, threads=threads
+    if _not_number(min_run_time) or not min_run_time > 0:  # type: ignore[operator]
+        raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
+    if threads is not None and (_not_int(threads) or threads < 1):  # type: ignore[operator]
+        raise ValueError(f"threads must be an int >= 1 or None, got {threads!r}")
+
+
+def _one_round(
+    candidates: Mapping[str, Callable[..., Any]],
+    inputs: tuple[Any, ...],
+    order: Sequence[str],
+    min_run_time: float,
+    threads: int | None,
+) -> dict[str, float]:
+    """Seconds per call of every candidate, timed one after the other in ``order``."""
+    return {
+        name: measure(
+            candidates[name],
+            inputs,
+            label=name,
+            min_run_time=min_run_time,
+            warmup=1,
+            threads=threads,
+        ).median
+        for name in order
+    }
+
+
+def ratio_intervals(
+    times: Mapping[str, Sequence[float]],
+    baseline: str,
+    *,
+    estimator: str = "median",
+    confidence: float = 0.95,
+) -> dict[str, stats.Interval]:
+    """Every candidate's time over the baseline's, paired by round, with its interval; ch. 3."""
+    out = {}
+    for name, ts in times.items():
+        if name == baseline:
+            n = len(ts)
+            out[name] = stats.Interval(1.0, 1.0, 1.0, n, confidence, estimator)
+        else:
+            out[name] = stats.ratio_interval(
+                ts, times[baseline], estimator=estimator, confidence=confidence
             )
-            times[name].append(m.median)
+    return out
+
+
+def _stop(
+    intervals: Mapping[str, stats.Interval],
+    n: int,
+    rounds: int,
+    max_rounds: int,
+    target: float,
+    spent: float,
+    max_seconds: float,
+) -> str | None:
+    """Why sampling stops after ``n`` rounds (None: go on). The next round must fit the cap."""
+    if n < rounds:
+        return None
+    if all(iv.halfwidth <= target for iv in intervals.values()):
+        return f"every interval within +-{target:.0%}"
+    if n >= max_rounds:
+        return f"max_rounds={max_rounds} reached"
+    if spent + spent / n > max_seconds:
+        return f"time cap of {max_seconds:g} s reached"
+    return None
+
+
+def _compare_rows(
+    times: Mapping[str, Sequence[float]], intervals: Mapping[str, stats.Interval]
+) -> list[dict[str, Any]]:
     rows = []
     for name, ts in times.items():
-        ratios = [t / b for t, b in zip(ts, times[baseline])]
         q = statistics.quantiles(ts, n=4) if len(ts) > 1 else [ts[0], ts[0], ts[0]]
+        iv = intervals[name]
         rows.append(
             {
                 "name": name,
                 "median (ms)": statistics.median(ts) * 1e3,
                 "IQR (ms)": (q[2] - q[0]) * 1e3,
-                "ratio": statistics.median(ratios),
+                "ratio": iv.estimate,
+                "ratio low": iv.low,
+                "ratio high": iv.high,
             }
         )
+    return rows
+
+
+def compare(
+    candidates: Mapping[str, Callable[..., Any]],
+    inputs: Sequence[Any] | torch.Tensor,
+    *,
+    baseline: str,
+    rounds: int = MIN_ROUNDS,
+    min_run_time: float = 0.2,
+    title: str = "",
+    device: torch.device | str | None = None,
+    threads: int | None = None,
+    max_rounds: int | None = None,
+    target: float = TARGET,
+    max_seconds: float = MAX_SECONDS,
+    estimator: str = "median",
+    confidence: float = 0.95,
+) -> Table:
+    """Time several functions on the same inputs in interleaved rounds, until the ratios are known.
+
+    Each round times every candidate once (in reverse order every other round); its ratio to
+    ``baseline`` (time / baseline time) is taken within the round, so slow drifts of a shared
+    machine cancel. After ``rounds`` rounds (at least), sampling stops as soon as every ratio's
+    ``confidence`` interval (:func:`shufflelib.stats.ratio_interval`, ``estimator``) has a
+    relative half-width <= ``target``, or at ``max_rounds``, or when another round would pass
+    ``max_seconds`` of wall-clock time (the first ``rounds`` always run; ``max_rounds``
+    defaults to ``max(40, rounds)``). Columns: median time, IQR over rounds, ``ratio`` (the
+    estimate) with ``ratio low`` and ``ratio high``. The table also carries ``times`` (name ->
+    per-round seconds, the paired samples) and ``intervals`` (name -> Interval vs the baseline).
+    Candidates that need different inputs can be closures taking none (``inputs=()``); then
+    pass ``device`` so the machine line names it. ``threads`` sets torch's CPU threads for the
+    timing (default: as they are); one thread is steadier on a shared machine. Chapters 1-4.
+    """
+    _check_candidates(candidates, baseline, min_run_time, threads)
+    max_rounds = _max_rounds(rounds, max_rounds)
+    _check_sampling(rounds, max_rounds, target, max_seconds, estimator, confidence)
+    inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    start, why = _clock(), None
+    while why is None:
+        n = len(times[baseline])
+        order = list(candidates) if n % 2 == 0 else list(candidates)[::-1]
+        for name, t in _one_round(candidates, inputs, order, min_run_time, threads).items():
+            times[name].append(t)
+        intervals = ratio_intervals(times, baseline, estimator=estimator, confidence=confidence)
+        why = _stop(intervals, n + 1, rounds, max_rounds, target, _clock() - start, max_seconds)
+    table = Table(_compare_rows(times, intervals), title=title)
+    table.times, table.intervals = times, intervals
     device = device if device is not None else _device_of(inputs)
     info = machine_info(device)
     if threads is not None:  # the machine line states the threads the timing used
         info = MachineInfo(**{**info.__dict__, "threads": threads})
-    return Table(rows, title=title, note=str(info))
+    table.note = (
+        f"{info} | {n + 1} interleaved rounds ({why}); ratio: {estimator} of the per-round "
+        f"ratios, {confidence:.0%} interval"
+    )
+    return table
+
+
+_SAMPLING = ("max_rounds", "target", "max_seconds", "estimator", "confidence")
+
+
+def sampling_arguments(rounds: int, sampling: Mapping[str, Any]) -> dict[str, Any]:
+    """``rounds`` and the other sampling arguments of :func:`compare`, checked before any work."""
+    unknown = [k for k in sampling if k not in _SAMPLING]
+    if unknown:
+        raise TypeError(f"unexpected arguments {unknown}; the sampling arguments are {_SAMPLING}")
+    full = {
+        "max_rounds": None,
+        "target": TARGET,
+        "max_seconds": MAX_SECONDS,
+        "estimator": "median",
+        "confidence": 0.95,
+        **sampling,
+    }
+    full["max_rounds"] = _max_rounds(rounds, full["max_rounds"])
+    _check_sampling(rounds, *(full[k] for k in _SAMPLING))
+    return {"rounds": rounds, **full}
 
 
 def _textbook_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
@@ -322,14 +500,19 @@ def shuffle_benchmark(
     *,
     channels_last: bool = False,
     device: torch.device | str | None = None,
-    rounds: int = 5,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.2,
+    threads: int | None = None,
+    **sampling: Any,
 ) -> Table:
     """Channel-shuffle implementations against a plain copy, side by side; chapter 2.
 
     A shuffle reads and writes every element once, exactly as ``x.clone()`` does, so the clone
     is the floor. All candidates are checked to give identical results before timing.
+    ``threads`` and ``sampling`` (``max_rounds``, ``target``, ``max_seconds``, ``estimator``) go
+    to :func:`compare`.
     """
+    sampling = sampling_arguments(rounds, sampling)
     x = _make_input(shape, channels_last, device)
     candidates = _shuffle_candidates(groups)
     expected = channel_shuffle(x, groups)
@@ -342,9 +525,10 @@ def shuffle_benchmark(
         candidates,
         x,
         baseline="x.clone() (copy floor)",
-        rounds=rounds,
         min_run_time=min_run_time,
         title=title,
+        threads=threads,
+        **sampling,
     )
     mib = 2 * x.numel() * x.element_size() / 2**20
     for row in table:
@@ -358,10 +542,17 @@ def shuffle_split_benchmark(
     shape: Sequence[int] = (32, 232, 28, 28),
     *,
     device: torch.device | str | None = None,
-    rounds: int = 5,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.2,
+    threads: int | None = None,
+    **sampling: Any,
 ) -> Table:
-    """``shuffle_split`` against a shuffle followed by a split into two contiguous halves; ch. 2."""
+    """``shuffle_split`` against a shuffle followed by a split into two contiguous halves; ch. 2.
+
+    ``threads`` and ``sampling`` (``max_rounds``, ``target``, ``max_seconds``, ``estimator``) go
+    to :func:`compare`.
+    """
+    sampling = sampling_arguments(rounds, sampling)
     x = _make_input(shape, False, device)
 
     def split_after_shuffle(t: torch.Tensor):
@@ -381,9 +572,10 @@ def shuffle_split_benchmark(
         candidates,
         x,
         baseline="x.clone() (copy floor)",
-        rounds=rounds,
         min_run_time=min_run_time,
         title=title,
+        threads=threads,
+        **sampling,
     )
 
 
@@ -587,23 +779,9 @@ def operator_roofline(
     return Table(rows, title=title, note=str(machine_info(device)))
 
 
-def model_latency(
-    models: Mapping[str, torch.nn.Module],
-    input_size: Sequence[int] = (1, 3, 224, 224),
-    *,
-    device: torch.device | str | None = None,
-    rounds: int = 3,
-    min_run_time: float = 0.3,
-    threads: int | None = None,
-) -> Table:
-    """Whole networks side by side: parameters, MAdds and measured latency; chapters 5-8.
-
-    Every model runs in eval mode on the same input shape, timed in interleaved rounds with
-    :func:`compare`; ``ratio`` is each model's time over the first model's. ``threads=1`` times
-    on one CPU thread, as the papers' phone measurements did.
-    """
-    if not models:
-        raise ValueError("models must name at least one model")
+def _check_models(models: object, input_size: Sequence[int]) -> None:
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError(f"models must name at least one model, got {models!r}")
     for name, model in models.items():
         if not isinstance(model, torch.nn.Module):
             raise TypeError(
@@ -611,22 +789,42 @@ def model_latency(
             )
     if len(input_size) != 4:
         raise ValueError(f"input_size must be (N, C, H, W), got {tuple(input_size)}")
+
+
+def model_latency(
+    models: Mapping[str, torch.nn.Module],
+    input_size: Sequence[int] = (1, 3, 224, 224),
+    *,
+    device: torch.device | str | None = None,
+    rounds: int = MIN_ROUNDS,
+    min_run_time: float = 0.3,
+    threads: int | None = None,
+    **sampling: Any,
+) -> Table:
+    """Whole networks side by side: parameters, MAdds and measured latency; chapters 5-8.
+
+    Every model runs in eval mode on the same input shape, timed in interleaved rounds with
+    :func:`compare` (``sampling``: ``max_rounds``, ``target``, ``max_seconds``, ``estimator``);
+    ``time / first`` is each model's time over the first model's, with its interval. The table
+    carries ``times`` (model -> per-round seconds, for any other paired ratio) and
+    ``intervals``. ``threads=1`` times on one CPU thread, as the papers' phone measurements did.
+    """
+    _check_models(models, input_size)
+    sampling = sampling_arguments(rounds, sampling)
     device = pick_device() if device is None else torch.device(device)
     x = torch.randn(*input_size, device=device)
     nets = {name: m.to(device).eval() for name, m in models.items()}
     counts = {name: (count_params(m), madds(m, input_size)) for name, m in nets.items()}
-    candidates = {name: (lambda m=m: m(x)) for name, m in nets.items()}
     first = next(iter(nets))
     timed = compare(
-        candidates,
+        {name: (lambda m=m: m(x)) for name, m in nets.items()},
         (),
         baseline=first,
-        rounds=rounds,
         min_run_time=min_run_time,
         device=device,
         threads=threads,
+        **sampling,
     )
-
     rows = []
     for row in timed:
         params, ops = counts[row["name"]]
@@ -639,12 +837,50 @@ def model_latency(
                 "IQR (ms)": row["IQR (ms)"],
                 "images/s": input_size[0] / (row["median (ms)"] * 1e-3),
                 f"time / {first}": row["ratio"],
+                f"time / {first} low": row["ratio low"],
+                f"time / {first} high": row["ratio high"],
             }
         )
     title = f"latency at input {tuple(input_size)}, eval mode, {device}"
     if threads is not None:
         title += f", {threads} thread(s)"
-    return Table(rows, title=title, note=timed.note)
+    table = Table(rows, title=title, note=timed.note)
+    table.times, table.intervals = timed.times, timed.intervals
+    return table
+
+
+def _block_pair(
+    blocks: dict[str, torch.nn.Module],
+    shape: tuple[int, int, int, int],
+    device: torch.device,
+    min_run_time: float,
+    threads: int | None,
+    sampling: dict[str, Any],
+) -> tuple[dict[str, Any], Table]:
+    """One width of :func:`mbconv_vs_fused`: both blocks counted and timed side by side."""
+    x = torch.randn(*shape, device=device)
+    blocks = {k: b.to(device).eval() for k, b in blocks.items()}
+    timed = compare(
+        {k: (lambda b=b: b(x)) for k, b in blocks.items()},
+        (),
+        baseline="MBConv",
+        min_run_time=min_run_time,
+        device=device,
+        threads=threads,
+        **sampling,
+    )
+    by_name = {r["name"]: r for r in timed}
+    row: dict[str, Any] = {"width": shape[1], "map": f"{shape[2]}x{shape[3]}"}
+    for k, b in blocks.items():
+        row[f"{k} MAdds (M)"] = madds(b, shape) / 1e6
+        row[f"{k} MAC (MB)"] = mac(b, shape).bytes / 1e6
+        row[f"{k} (ms)"] = by_name[k]["median (ms)"]
+        row[f"{k} IQR (ms)"] = by_name[k]["IQR (ms)"]
+    fused = by_name["Fused-MBConv"]
+    row["fused / MBConv time"] = fused["ratio"]
+    row["fused / MBConv low"] = fused["ratio low"]
+    row["fused / MBConv high"] = fused["ratio high"]
+    return row, timed
 
 
 def mbconv_vs_fused(
@@ -654,52 +890,40 @@ def mbconv_vs_fused(
     expand_ratio: int = 4,
     batch: int = 8,
     device: torch.device | str | None = None,
-    rounds: int = 3,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.2,
     threads: int | None = None,
+    **sampling: Any,
 ) -> Table:
     """MBConv against Fused-MBConv at several widths: MAdds, MAC and measured time; chapter 8.
 
     Both blocks map ``c -> c`` at stride 1 with the same expansion; the feature map shrinks as the
     width grows (``size`` defaults to ``56 * 24 / c``, as in a real network's stages), so each
-    width stands for one stage. ``fused / MBConv`` is the time ratio within each round.
+    width stands for one stage. ``fused / MBConv time`` is the paired time ratio (with its
+    interval) of :func:`compare` (``sampling`` goes there). The table carries ``times`` and
+    ``intervals`` keyed by width.
     """
     from .models.efficientnet_v2 import FusedMBConv, MBConv
 
     if not widths or any(_not_int(c) or c < 8 or c % 4 for c in widths):
         raise ValueError(f"widths must be ints >= 8 divisible by 4, got {widths!r}")
+    sampling = sampling_arguments(rounds, sampling)
     device = pick_device() if device is None else torch.device(device)
-    rows = []
-    notes = ""
+    rows, times, intervals, notes = [], {}, {}, ""
     for c in widths:
         hw = size if size is not None else max(7, round(56 * 24 / c))
-        shape = (batch, c, hw, hw)
-        x = torch.randn(*shape, device=device)
         blocks = {
             "MBConv": MBConv(c, c, expand_ratio=expand_ratio, kernel_size=3, stride=1),
             "Fused-MBConv": FusedMBConv(c, c, expand_ratio=expand_ratio, kernel_size=3, stride=1),
         }
-        blocks = {k: b.to(device).eval() for k, b in blocks.items()}
-        timed = compare(
-            {k: (lambda b=b, x=x: b(x)) for k, b in blocks.items()},
-            (),
-            baseline="MBConv",
-            rounds=rounds,
-            min_run_time=min_run_time,
-            device=device,
-            threads=threads,
+        row, timed = _block_pair(
+            blocks, (batch, c, hw, hw), device, min_run_time, threads, sampling
         )
-        notes = timed.note
-        times = {r["name"]: r for r in timed}
-        row: dict[str, Any] = {"width": c, "map": f"{hw}x{hw}"}
-        for k, b in blocks.items():
-            row[f"{k} MAdds (M)"] = madds(b, shape) / 1e6
-            row[f"{k} MAC (MB)"] = mac(b, shape).bytes / 1e6
-            row[f"{k} (ms)"] = times[k]["median (ms)"]
-            row[f"{k} IQR (ms)"] = times[k]["IQR (ms)"]
-        row["fused / MBConv time"] = times["Fused-MBConv"]["ratio"]
         rows.append(row)
+        notes, times[c], intervals[c] = timed.note, timed.times, timed.intervals["Fused-MBConv"]
     title = f"MBConv vs Fused-MBConv, expansion {expand_ratio}, batch {batch}, {device}"
     if threads is not None:
         title += f", {threads} thread(s)"
-    return Table(rows, title=title, note=notes)
+    table = Table(rows, title=title, note=notes)
+    table.times, table.intervals = times, intervals
+    return table

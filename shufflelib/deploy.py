@@ -38,7 +38,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .bench import Roofline, compare, machine_info
+from . import stats
+from .bench import MIN_ROUNDS, Roofline, compare, machine_info, sampling_arguments
 from .cost import mac, madds
 from .models.shufflenet_v2 import STAGES_OUT_CHANNELS, ShuffleNetV2, ShuffleV2Unit
 from .tables import Table
@@ -63,6 +64,7 @@ __all__ = [
     "export_roundtrip",
     "Optimized",
     "optimize",
+    "choose",
     "ladder",
     "roofline_bound",
     "roofline_table",
@@ -646,7 +648,7 @@ class Optimized:
     ``steps`` names the steps kept, ``timings`` the candidates timed on the example input,
     ``max_error`` the largest output difference to the original model on that input (relative
     to the largest output when that exceeds 1), ``agreement`` the int8 top-1 agreement (None for
-    float).
+    float), ``reason`` why this candidate was kept, with the deciding time-ratio intervals.
     """
 
     fn: Callable[[torch.Tensor], torch.Tensor]
@@ -655,6 +657,7 @@ class Optimized:
     max_error: float
     compile_seconds: float = 0.0
     agreement: float | None = None
+    reason: str = ""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -668,18 +671,21 @@ def optimize(
     calibration_data: torch.Tensor | Iterable[Any] | None = None,
     *,
     eval_data: torch.Tensor | Iterable[Any] | None = None,
-    rounds: int = 3,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.1,
+    **sampling: Any,
 ) -> Optimized:
     """The fastest inference of ``model`` on this machine that keeps its outputs; chapter 11.
 
     Folds BatchNorm (:func:`fold_bn`; a ShuffleNet V2, ours or torchvision's, is rebuilt with
     the fast units of :func:`fast_shufflenet_v2`), times the folded model in NCHW and in
-    channels-last memory and keeps the faster, compiles it (:func:`compile`) and keeps that if
-    faster still; with ``int8`` also quantises (:func:`quantize_int8`, on ``calibration_data``,
-    agreement on ``eval_data``) and keeps int8 if faster. Every choice is made by timing on
-    ``example_input`` here, in interleaved rounds. The float result must match ``model`` within
-    1e-4 (relative to the largest output when that exceeds 1), or a RuntimeError says by how much.
+    channels-last memory, compiles it (:func:`compile`) and with ``int8`` also quantises
+    (:func:`quantize_int8`, on ``calibration_data``, agreement on ``eval_data``). All candidates
+    are timed on ``example_input`` here, in interleaved rounds (:func:`shufflelib.bench.compare`;
+    ``sampling`` goes there), and a more complex candidate replaces a simpler one only when it is
+    faster beyond noise: its paired time ratio to the simpler one has its whole interval below 1
+    (:func:`choose`). ``reason`` says why. The float result must match ``model`` within 1e-4
+    (relative to the largest output when that exceeds 1), or a RuntimeError says by how much.
     """
     _check_module(model)
     _check_eval(model, "optimize")
@@ -689,8 +695,7 @@ def optimize(
         raise ValueError("int8=True needs calibration_data (images the model will see)")
     if not int8 and (calibration_data is not None or eval_data is not None):
         raise ValueError("calibration_data and eval_data are used only with int8=True")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    sampling = sampling_arguments(rounds, sampling)
 
     fast = as_fast_shufflenet(model)
     folded = fold_bn(fast if fast is not None else model)
@@ -711,9 +716,9 @@ def optimize(
         {k: _inference(f, x) for k, (_, f) in options.items()},
         (),
         baseline="eager, NCHW",
-        rounds=rounds,
         min_run_time=min_run_time,
         title=f"optimize: candidates on input {tuple(x.shape)}",
+        **sampling,
     )
     with torch.inference_mode():
         want = model(x)
@@ -725,7 +730,7 @@ def optimize(
         raise RuntimeError(
             f"optimize: a float candidate differs from the model by {worst:.2e} (> 1e-4): {errors}"
         )
-    best = min(table, key=lambda r: r["median (ms)"])["name"]
+    best, reason = choose(table.times, estimator=sampling["estimator"])
     kept, fn = options[best]
     return Optimized(
         fn,
@@ -734,7 +739,31 @@ def optimize(
         max_error=errors.get(best, float("nan")),
         compile_seconds=quantized.compile_seconds if best == "int8" else compiled.compile_seconds,
         agreement=quantized.agreement if quantized is not None else None,
+        reason=reason,
     )
+
+
+def choose(times: Mapping[str, Sequence[float]], *, estimator: str = "median") -> tuple[str, str]:
+    """The candidate to keep, from paired per-round times listed simplest first; chapter 11.
+
+    Starting from the simplest, each more complex candidate replaces the one kept so far only
+    when it is faster beyond noise: the interval of its paired time ratio to the kept one
+    (:func:`shufflelib.stats.ratio_interval`) lies wholly below 1. Returns the name kept and the
+    reason, with every interval that decided.
+    """
+    if not isinstance(times, Mapping) or not times:
+        raise TypeError(f"times must be a non-empty mapping name -> per-round times, got {times!r}")
+    names = list(times)
+    kept, words = names[0], []
+    for name in names[1:]:
+        iv = stats.ratio_interval(times[name], times[kept], estimator=estimator)
+        faster = iv.side(1.0) < 0
+        words.append(
+            f"{name} / {kept} time {iv}: "
+            + ("faster, kept" if faster else "not faster beyond noise")
+        )
+        kept = name if faster else kept
+    return kept, f"kept {kept}; " + "; ".join(words) if words else f"kept {kept}, the only one"
 
 
 def ladder(
@@ -747,9 +776,10 @@ def ladder(
     calibration_data: torch.Tensor | Iterable[Any] | None = None,
     eval_data: torch.Tensor | Iterable[Any] | None = None,
     roof: Roofline | None = None,
-    rounds: int = 3,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.1,
     threads: int | None = None,
+    **sampling: Any,
 ) -> Table:
     """Chapter 11's table: each deployment step on top of the last, timed side by side.
 
@@ -757,8 +787,10 @@ def ladder(
     + BN folding, + channels-last (with the fast units for ShuffleNet V2), + compiled
     (:func:`compile`, once per batch size), and with ``calibration_data`` + int8
     (:func:`quantize_int8`, calibrated once, compiled per batch size). Per batch size: median and
-    IQR over ``rounds`` interleaved rounds (:func:`~shufflelib.bench.compare`) and the speed-up
-    over torchvision eager (the median of the per-round ratios). Also the compile seconds (all
+    IQR over the interleaved rounds of :func:`~shufflelib.bench.compare` (``rounds`` at least;
+    ``sampling`` goes there), and the speed-up over torchvision eager (1 / the paired time ratio)
+    with its interval (``b{N} low``, ``b{N} high``). The table carries ``times`` (batch ->
+    variant -> per-round seconds) for any other paired ratio. Also the compile seconds (all
     batch sizes together), the largest output difference to ours eager on the timing input
     (relative to the largest output when that exceeds 1), and with ``eval_data`` the int8 top-1
     agreement with the float model (of PT2E's reference graph, which the compiled int8 kernels
@@ -777,6 +809,7 @@ def ladder(
         raise TypeError(f"roof must be a shufflelib.bench.Roofline, got {type(roof).__name__}")
     if eval_data is not None and calibration_data is None:
         raise ValueError("eval_data measures the int8 agreement: pass calibration_data too")
+    sampling = sampling_arguments(rounds, sampling)
 
     variants = {"torchvision eager": reference, **steps(model)}
     layout = variants["+ channels-last"]
@@ -793,6 +826,7 @@ def ladder(
         }
     rows.update(compiled_rows)
     g = torch.Generator().manual_seed(0)
+    times: dict[int, dict[str, list[float]]] = {}
     for b in batches:
         x = torch.randn(b, 3, image_size, image_size, generator=g)
         fns: dict[str, Callable[[torch.Tensor], torch.Tensor]] = dict(variants)
@@ -812,16 +846,19 @@ def ladder(
             {k: _inference(f, x) for k, f in fns.items()},
             (),
             baseline="torchvision eager",
-            rounds=rounds,
             min_run_time=min_run_time,
             threads=threads,
+            **sampling,
         )
+        times[b] = timed.times
         bound = roofline_bound(model, (b, 3, image_size, image_size), roof) if roof else None
         for r in timed:
             row = rows[r["name"]]
             row[f"b{b} (ms)"] = r["median (ms)"]
             row[f"b{b} IQR (ms)"] = r["IQR (ms)"]
             row[f"speed-up b{b}"] = 1.0 / r["ratio"]
+            row[f"b{b} low"] = 1.0 / r["ratio high"] if r["ratio high"] > 0 else float("inf")
+            row[f"b{b} high"] = 1.0 / r["ratio low"] if r["ratio low"] > 0 else float("inf")
             if bound is not None:
                 row[f"roofline b{b}"] = bound.seconds * 1e3 / r["median (ms)"]
         note = timed.note
@@ -829,7 +866,9 @@ def ladder(
         rows["+ int8"]["top-1 agreement"] = quantized.agreement
     order = [k for k in rows if k != "+ int8"] + (["+ int8"] if quantized is not None else [])
     title = f"{name}: deployment steps at {image_size}x{image_size}, eval, inference mode"
-    return Table([rows[k] for k in order], title=title, note=note)
+    table = Table([rows[k] for k in order], title=title, note=note)
+    table.times = times
+    return table
 
 
 # ---------------------------------------------------------------------------------------------

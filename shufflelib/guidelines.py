@@ -24,6 +24,10 @@ What the paper shows versus what we build (see each builder's docstring for the 
 - ``platform`` ("arm" or "gpu") only picks the paper's channel counts and its comparison
   columns; the networks run on ``device``, wherever that is. Compare machines through the
   **relative speeds** (each row's speed over the first row's), never through absolute numbers.
+- Every relative speed comes with its 95% interval from paired, interleaved rounds
+  (:func:`shufflelib.bench.compare`), and :func:`verdict` says whether a guideline *holds*, *does
+  not hold* or is *too close to call* here from those intervals, never from a difference inside
+  them.
 - The sweeps time with **one CPU thread** by default (``threads=1``; ``None`` keeps torch's
   current count). That is the paper's ARM condition ("a single thread is used"), and on a
   shared machine it is far steadier: on a busy 2-core machine we saw IQR/median below 0.2 with one
@@ -39,7 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .bench import compare, pick_device
+from . import stats
+from .bench import MIN_ROUNDS, compare, pick_device, sampling_arguments
 from .cost import mac, madds
 from .reference import table as reference_table
 from .tables import Table
@@ -72,13 +77,13 @@ __all__ = [
     "g4_configs",
     "g4_sweep",
     "verdict",
+    "outcome",
     "summary",
 ]
 
 PLATFORMS = ("arm", "gpu")
 PAPER_SCALES = (1, 2, 4)  # the "x1, x2, x4" columns of Tables 1 and 2
 TOLERANCE = 0.02  # FLOPs of every configuration within 2% of the first row's, where integers allow
-MARGIN = 0.03  # verdict(): speeds within 3% count as a tie
 
 # Table 1 (G1): c for the 1:1 row in the x1 column; ratios c1:c2 = 1:r.
 G1_BASE = {"arm": 32, "gpu": 128}
@@ -458,11 +463,11 @@ def _run(
     batch: int,
     size: int,
     device: torch.device,
-    rounds: int,
     min_run_time: float,
     title: str,
     paper: tuple[str, str | None, str | None],
     threads: int | None = None,
+    sampling: dict[str, Any],
 ) -> Table:
     """Count and time every (row, network) pair side by side; the shared body of every sweep."""
     rows: list[dict[str, Any]] = []
@@ -472,8 +477,7 @@ def _run(
         shape = net.input_size(batch, size)
         x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
         row = {**row, "MAdds": madds(net, shape), "MAC (bytes)": mac(net, shape).bytes}
-        label = str(row["label"])
-        candidates[label] = lambda net=net, x=x: net(x)
+        candidates[str(row["label"])] = lambda net=net, x=x: net(x)
         rows.append(row)
     previous = torch.get_num_threads()
     if threads is not None:
@@ -483,13 +487,29 @@ def _run(
             candidates,
             (),
             baseline=rows[0]["label"],
-            rounds=rounds,
             min_run_time=min_run_time,
             title=title,
             device=device,
+            **sampling,
         )
     finally:
         torch.set_num_threads(previous)
+    return _sweep_table(rows, timed, batch, paper, title)
+
+
+def _inverse(ratio: float) -> float:
+    """Speed from a time ratio; an unbounded interval end (0 or inf) maps to inf or 0."""
+    return 1.0 / ratio if ratio > 0 else math.inf
+
+
+def _sweep_table(
+    rows: list[dict[str, Any]],
+    timed: Table,
+    batch: int,
+    paper: tuple[str, str | None, str | None],
+    title: str,
+) -> Table:
+    """The sweep's rows with their times, relative speeds (and intervals) and the paper's."""
     name, gpu_column, arm_column = paper
     paper_gpu = _paper_relative(name, gpu_column)
     paper_arm = _paper_relative(name, arm_column)
@@ -503,6 +523,8 @@ def _run(
                 "IQR (ms)": t["IQR (ms)"],
                 "images/s": batch / (median_ms * 1e-3),
                 "relative speed": 1.0 / t["ratio"],
+                "speed low": _inverse(t["ratio high"]),
+                "speed high": _inverse(t["ratio low"]),
                 "paper GPU": pg,
                 "paper ARM": pa,
             }
@@ -510,11 +532,14 @@ def _run(
         out.append(row)
     columns = ", ".join(c for c in (gpu_column, arm_column) if c) or "none at this width"
     note = (
-        f"{timed.note} | relative speed: 1 / (time ratio to the first row), median over "
-        f"{rounds} interleaved rounds | paper GPU/ARM: speed / the paper's first row, "
+        f"{timed.note} | relative speed: 1 / (time ratio to the first row), with its interval "
+        f"(speed low, speed high) | paper GPU/ARM: speed / the paper's first row, "
         f"ShuffleNet V2 {name.split('.')[-1].replace('table', 'Table ')} ({columns})"
     )
-    return Table(out, title=title, note=note)
+    table = Table(out, title=title, note=note)
+    table.times = getattr(timed, "times", {})
+    table.intervals = getattr(timed, "intervals", {})
+    return table
 
 
 def _device(device: torch.device | str | None) -> torch.device:
@@ -537,12 +562,13 @@ def g1_sweep(
     size: int = 56,
     batch: int = 1,
     device: torch.device | str | None = None,
-    rounds: int = 3,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.2,
     *,
     threads: int | None = 1,
     channels: str = "flops",
     blocks: int = 10,
+    **sampling: Any,
 ) -> Table:
     """Table 1 rebuilt: G1's network at c1:c2 = 1:1, 1:2, 1:6, 1:12, counted and timed; ch. 4.
 
@@ -553,12 +579,16 @@ def g1_sweep(
 
     Every sweep takes the same timing arguments: ``size`` (input side, 56 in the paper),
     ``batch`` (1 as on the paper's ARM; its GPU used 8), ``device`` (default: CUDA, MPS, then
-    CPU), ``rounds`` and ``min_run_time`` (passed to :func:`shufflelib.bench.compare`) and
-    ``threads`` (CPU threads while timing, default 1; None keeps torch's setting). Bad values
-    raise ``ValueError`` before any network is built.
+    CPU), ``rounds`` (the least number of interleaved rounds), ``min_run_time`` and the other
+    sampling arguments (``max_rounds``, ``target``, ``max_seconds``, ``estimator``; all passed
+    to :func:`shufflelib.bench.compare`) and ``threads`` (CPU threads while timing, default 1;
+    None keeps torch's setting). The relative speed comes with its interval (``speed low``,
+    ``speed high``); the table carries ``times`` (per-round seconds by row label) and
+    ``intervals``. Bad values raise ``ValueError`` before any network is built.
     """
     configs = g1_configs(scale, platform, channels)
     _check_timing(size, batch, rounds, min_run_time, threads)
+    sampling = sampling_arguments(rounds, sampling)
     _check_int("blocks", blocks)
     device = _device(device)
     pairs = [
@@ -577,11 +607,11 @@ def g1_sweep(
         batch=batch,
         size=size,
         device=device,
-        rounds=rounds,
         min_run_time=min_run_time,
         title=title,
         paper=paper,
         threads=threads,
+        sampling=sampling,
     )
 
 
@@ -591,11 +621,12 @@ def g2_sweep(
     size: int = 56,
     batch: int = 1,
     device: torch.device | str | None = None,
-    rounds: int = 3,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.2,
     *,
     threads: int | None = 1,
     layers: int = 10,
+    **sampling: Any,
 ) -> Table:
     """Table 2 rebuilt: G2's network at g = 1, 2, 4, 8 with equal FLOPs, counted and timed; ch. 4.
 
@@ -603,6 +634,7 @@ def g2_sweep(
     """
     configs = g2_configs(scale, platform)
     _check_timing(size, batch, rounds, min_run_time, threads)
+    sampling = sampling_arguments(rounds, sampling)
     _check_int("layers", layers)
     device = _device(device)
     pairs = [({"label": f"g={g}", "g": g, "c": c}, g2_network(c, g, layers)) for g, c in configs]
@@ -618,11 +650,11 @@ def g2_sweep(
         batch=batch,
         size=size,
         device=device,
-        rounds=rounds,
         min_run_time=min_run_time,
         title=title,
         paper=paper,
         threads=threads,
+        sampling=sampling,
     )
 
 
@@ -632,12 +664,13 @@ def g3_sweep(
     size: int = 56,
     batch: int = 1,
     device: torch.device | str | None = None,
-    rounds: int = 3,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.2,
     *,
     threads: int | None = 1,
     c: int | None = None,
     blocks: int = 10,
+    **sampling: Any,
 ) -> Table:
     """Table 3 rebuilt: the five G3 structures at equal FLOPs, counted and timed; chapter 4.
 
@@ -649,6 +682,7 @@ def g3_sweep(
     _check_platform(platform)
     width, index = _g3_width_of(width_index, c, platform)
     _check_timing(size, batch, rounds, min_run_time, threads)
+    sampling = sampling_arguments(rounds, sampling)
     _check_int("blocks", blocks)
     device = _device(device)
     pairs = [
@@ -670,11 +704,11 @@ def g3_sweep(
         batch=batch,
         size=size,
         device=device,
-        rounds=rounds,
         min_run_time=min_run_time,
         title=title,
         paper=("shufflenet_v2.table3", gpu, arm),
         threads=threads,
+        sampling=sampling,
     )
 
 
@@ -684,11 +718,12 @@ def g4_sweep(
     size: int = 56,
     batch: int = 1,
     device: torch.device | str | None = None,
-    rounds: int = 3,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.2,
     *,
     threads: int | None = 1,
     blocks: int = 10,
+    **sampling: Any,
 ) -> Table:
     """Table 4 rebuilt: the bottleneck with/without ReLU and shortcut, counted and timed; ch. 4.
 
@@ -701,6 +736,7 @@ def g4_sweep(
     if c % 4:
         raise ValueError(f"c must be divisible by 4 (the bottleneck is c -> c/4 -> c), got {c}")
     _check_timing(size, batch, rounds, min_run_time, threads)
+    sampling = sampling_arguments(rounds, sampling)
     _check_int("blocks", blocks)
     device = _device(device)
     pairs = [
@@ -725,126 +761,137 @@ def g4_sweep(
         batch=batch,
         size=size,
         device=device,
-        rounds=rounds,
         min_run_time=min_run_time,
         title=title,
         paper=("shufflenet_v2.table4", gpu, arm),
         threads=threads,
+        sampling=sampling,
     )
 
 
 # --- verdicts ---------------------------------------------------------------------------------
 
+_REFERENCE = {"G1": "1:1", "G2": "g=1", "G3": "1-fragment", "G4": "ReLU yes, shortcut yes"}
+_LABELS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "G1": lambda r: str(r["c1:c2"]),
+    "G2": lambda r: f"g={r['g']}",
+    "G3": lambda r: str(r["structure"]),
+    "G4": lambda r: f"ReLU {r['ReLU']}, shortcut {r['shortcut']}",
+}
 
-def _speeds(
-    table: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], str]
-) -> dict[str, float]:
-    speeds: dict[str, float] = {}
+
+def _speeds(table: Sequence[dict[str, Any]], guideline: str) -> dict[str, stats.Interval]:
+    """Each row's relative speed and its interval, as Intervals over the reference row's speed."""
+    speeds: dict[str, stats.Interval] = {}
     for row in table:
-        if "relative speed" not in row:
-            raise ValueError(f"every row needs a 'relative speed' column, got {sorted(row)}")
-        speeds[key(row)] = float(row["relative speed"])
-    return speeds
+        missing = [c for c in ("relative speed", "speed low", "speed high") if c not in row]
+        if missing:
+            raise ValueError(f"every row needs the columns {missing}, got {sorted(row)}")
+        try:
+            label = _LABELS[guideline](row)
+        except KeyError as e:
+            raise ValueError(f"{guideline} needs a column {e.args[0]!r} in every row") from None
+        values = (float(row[c]) for c in ("relative speed", "speed low", "speed high"))
+        speeds[label] = stats.Interval(*values, n=0)
+    ref = _need(speeds, _REFERENCE[guideline], guideline).estimate
+    return {
+        k: stats.Interval(v.estimate / ref, v.low / ref, v.high / ref, 0) for k, v in speeds.items()
+    }
 
 
-def _need(speeds: dict[str, float], label: str, guideline: str) -> float:
+def _need(speeds: dict[str, stats.Interval], label: str, guideline: str) -> stats.Interval:
     if label not in speeds:
         raise ValueError(f"{guideline} needs a row {label!r}; the table has {list(speeds)}")
     return speeds[label]
 
 
-def verdict(table: Sequence[dict[str, Any]], guideline: str) -> str:
-    """Whether a sweep's measured relative speeds bear the guideline out, with the deciding numbers.
+def _x(iv: stats.Interval) -> str:
+    return f"{iv.estimate:.2f}x [{iv.low:.2f}, {iv.high:.2f}]"
 
-    Speeds are compared through the ``relative speed`` column; "within 3%" means at least 0.97x
-    the fastest row's speed. The rules (chapter 4):
 
-    - **G1** holds if the 1:1 row is the fastest or within 3% of the fastest.
-    - **G2** holds if g=1 is the fastest or within 3% of it, **and** g=8 is more than 3% slower
-      than g=1 (below 0.97x its speed).
-    - **G3** holds if 1-fragment is the fastest or within 3% of it, **and** the slowest structure
-      is a 4-fragment one.
-    - **G4** holds if the no-ReLU, no-shortcut row is more than 3% faster than the yes/yes row
-      (above 1.03x its speed).
+def _slower_rows(
+    speeds: dict[str, stats.Interval], ref: str, deciding: Sequence[str]
+) -> tuple[str, str]:
+    """G1-G3: no row faster than ``ref`` beyond noise, and every ``deciding`` row slower."""
+    faster = [k for k, v in speeds.items() if k != ref and v.side(1.0) > 0]
+    if faster:
+        k = max(faster, key=lambda k: speeds[k].estimate)
+        return stats.FAILS, f"{k} runs at {_x(speeds[k])} the speed of {ref}, faster beyond noise"
+    tied = [k for k in deciding if speeds[k].side(1.0) == 0]
+    words = "; ".join(f"{k} runs at {_x(speeds[k])} the speed of {ref}" for k in deciding)
+    if tied:
+        return (
+            stats.CLOSE,
+            f"no row is faster than {ref}, but {words} ({', '.join(tied)} within noise)",
+        )
+    return stats.HOLDS, f"no row is faster than {ref} beyond noise; {words}"
 
-    The table needs the sweep's configuration columns (``c1:c2``, ``g``, ``structure`` or
-    ``ReLU`` + ``shortcut``) and ``relative speed``; any list of such dicts works.
-    """
+
+def _judge(table: Sequence[dict[str, Any]], guideline: str) -> tuple[str, str]:
+    """(verdict, sentence) for one sweep; see :func:`verdict`."""
     g = guideline.upper() if isinstance(guideline, str) else guideline
-    if g not in ("G1", "G2", "G3", "G4"):
+    if g not in _REFERENCE:
         raise ValueError(f"guideline must be 'G1', 'G2', 'G3' or 'G4', got {guideline!r}")
     if not len(table):
         raise ValueError("the table has no rows")
-    try:
-        if g == "G1":
-            speeds = _speeds(table, lambda r: str(r["c1:c2"]))
-        elif g == "G2":
-            speeds = _speeds(table, lambda r: f"g={r['g']}")
-        elif g == "G3":
-            speeds = _speeds(table, lambda r: str(r["structure"]))
-        else:
-            speeds = _speeds(table, lambda r: f"ReLU {r['ReLU']}, shortcut {r['shortcut']}")
-    except KeyError as e:
-        raise ValueError(f"{g} needs a column {e.args[0]!r} in every row") from None
-    fastest = max(speeds, key=speeds.__getitem__)
-    slowest = min(speeds, key=speeds.__getitem__)
+    speeds = _speeds(table, g)
+    ref = _REFERENCE[g]
+    if g == "G4":
+        bare = _need(speeds, "ReLU no, shortcut no", g)
+        result = {1: stats.HOLDS, -1: stats.FAILS, 0: stats.CLOSE}[bare.side(1.0)]
+        words = f"without ReLU and shortcut the unit runs at {_x(bare)} the speed of the full unit"
+    else:
+        deciding = {"G1": ["1:12"], "G2": ["g=8"], "G3": [k for k in speeds if k.startswith("4-")]}
+        for k in deciding[g] or ["4-fragment-series"]:
+            _need(speeds, k, g)
+        result, words = _slower_rows(speeds, ref, deciding[g])
+    lead = {stats.HOLDS: "holds", stats.FAILS: "does not hold", stats.CLOSE: "is too close to call"}
+    return result, f"{g} {lead[result]} here: {words}"
 
-    def top(label: str) -> tuple[bool, str]:
-        """Is ``label`` fastest-within-3%, and the words that say so."""
-        s = speeds[label]
-        if fastest == label or speeds[fastest] == s:
-            return True, f"{label} is fastest"
-        ratio = speeds[fastest] / s
-        within = s >= (1 - MARGIN) * speeds[fastest]
-        if within:
-            return True, f"{label} is within 3% of the fastest ({fastest} at {ratio:.2f}x of it)"
-        return False, f"{fastest} is fastest ({ratio:.2f}x of {label})"
 
-    name = {"G1": "1:1", "G2": "g=1", "G3": "1-fragment", "G4": "ReLU yes, shortcut yes"}[g]
-    base = _need(speeds, name, g)
-    if g == "G1":
-        ok, words = top(name)
-        tail = f"; {slowest} runs at {speeds[slowest] / base:.2f}x its speed" if ok else ""
-        return f"G1 {'holds' if ok else 'does not hold'} here: {words}{tail}"
-    if g == "G2":
-        g8 = _need(speeds, "g=8", g) / base
-        first, words = top(name)
-        second = g8 < 1 - MARGIN
-        tail = f"g=8 runs at {g8:.2f}x of g=1" + ("" if second else " (not more than 3% slower)")
-        return f"G2 {'holds' if first and second else 'does not hold'} here: {words}; {tail}"
-    if g == "G3":
-        first, words = top(name)
-        second = slowest.startswith("4-fragment")
-        tail = f"the slowest is {slowest} at {speeds[slowest] / base:.2f}x of 1-fragment"
-        if not second:
-            tail += " (not a 4-fragment structure)"
-        return f"G3 {'holds' if first and second else 'does not hold'} here: {words}; {tail}"
-    bare = _need(speeds, "ReLU no, shortcut no", g) / base
-    ok = bare > 1 + MARGIN
-    return (
-        f"G4 {'holds' if ok else 'does not hold'} here: without ReLU and shortcut the unit runs at "
-        f"{bare:.2f}x the speed of the full unit" + ("" if ok else " (not more than 3% faster)")
-    )
+def verdict(table: Sequence[dict[str, Any]], guideline: str) -> str:
+    """Whether a sweep bears the guideline out, as a sentence with the deciding intervals; ch. 4.
+
+    The sentence starts "G1 holds here", "G1 does not hold here" or "G1 is too close to call
+    here". Each row's relative speed (to the guideline's reference row: 1:1, g=1, 1-fragment,
+    ReLU and shortcut yes) comes with its interval (``speed low``, ``speed high``): the row is
+    *faster* when the whole interval is above 1, *slower* when it is below 1, and within noise
+    otherwise. The rules:
+
+    - **G1** holds if no row is faster and 1:12 is slower; fails if some row is faster.
+    - **G2** holds if no row is faster and g=8 is slower; fails if some row is faster.
+    - **G3** holds if no row is faster and both 4-fragment rows are slower; fails if some row is
+      faster.
+    - **G4** holds if the no-ReLU, no-shortcut row is faster; fails if it is slower.
+
+    Otherwise the guideline is too close to call here. The table needs the sweep's
+    configuration columns (``c1:c2``, ``g``, ``structure`` or ``ReLU`` + ``shortcut``),
+    ``relative speed``, ``speed low`` and ``speed high``; any list of such dicts works.
+    """
+    return _judge(table, guideline)[1]
+
+
+def outcome(table: Sequence[dict[str, Any]], guideline: str) -> str:
+    """Just the verdict of :func:`verdict`: one of :data:`shufflelib.stats.VERDICTS`; ch. 4."""
+    return _judge(table, guideline)[0]
 
 
 def summary(results: Mapping[str, Mapping[str, Table]]) -> Table:
-    """One row per guideline and size: whether it holds here, and the verdict; chapter 4.
+    """One row per guideline and size: the verdict and the sentence with its intervals; ch. 4.
 
     ``results`` maps a guideline ("G1" .. "G4") to its sweeps, keyed by a size label, e.g.
-    ``{"G1": {"x1": g1_sweep(1), ...}, ...}``. The machine line of the first sweep is the note.
+    ``{"G1": {"x1": g1_sweep(1), ...}, ...}``. The column ``verdict`` is "holds", "does not
+    hold" or "too close to call"; ``why`` is the rest of :func:`verdict`'s sentence, with the
+    deciding intervals. The machine line of the first sweep is the note.
     """
     rows = []
     note = ""
     for guideline, tables in results.items():
         for size, table in tables.items():
-            text = verdict(table, guideline)
+            result, text = _judge(table, guideline)
             note = note or getattr(table, "note", "")
+            why = text.split(": ", 1)[1]  # the sentence without its "G1 holds here" lead
             rows.append(
-                {
-                    "guideline": guideline.upper(),
-                    "size": size,
-                    "holds here": text.startswith(f"{guideline.upper()} holds"),
-                    "verdict": text,
-                }
+                {"guideline": guideline.upper(), "size": size, "verdict": result, "why": why}
             )
     return Table(rows, title="ShuffleNet V2's guidelines, measured on this machine", note=note)

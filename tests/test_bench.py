@@ -200,11 +200,14 @@ def three_candidates():
 
 
 def test_compare_table():
-    table = compare(three_candidates(), torch.ones(8), baseline="a", rounds=2, title="t", **FAST)
+    table = compare(
+        three_candidates(), torch.ones(8), baseline="a", rounds=2, max_rounds=2, title="t", **FAST
+    )
     assert isinstance(table, Table)
     assert table.title == "t"
     assert table.column("name") == ["a", "b", "c"]
-    assert table.columns == ["name", "median (ms)", "IQR (ms)", "ratio"]
+    assert table.columns == ["name", "median (ms)", "IQR (ms)", "ratio", "ratio low", "ratio high"]
+    assert "2 interleaved rounds (max_rounds=2 reached)" in table.note
     assert table[0]["ratio"] == 1.0
     for row in table:
         assert math.isfinite(row["median (ms)"]) and row["median (ms)"] > 0
@@ -215,7 +218,9 @@ def test_compare_table():
 
 
 def test_compare_baseline_not_first_and_one_round():
-    table = compare(three_candidates(), (torch.ones(8),), baseline="c", rounds=1, **FAST)
+    table = compare(
+        three_candidates(), (torch.ones(8),), baseline="c", rounds=1, max_rounds=1, **FAST
+    )
     assert table.column("name") == ["a", "b", "c"]
     assert table[2]["ratio"] == 1.0
     # One round: no spread.
@@ -235,6 +240,120 @@ def test_compare_bad_rounds(rounds):
         compare(three_candidates(), torch.ones(8), baseline="a", rounds=rounds, **FAST)
 
 
+# compare samples until the intervals are narrow (fake clock and fake timings: no wall clock)
+
+
+@pytest.fixture
+def fake_timing(monkeypatch):
+    """measure() returns scripted seconds per candidate; each call advances a fake clock by 1 s."""
+    from shufflelib import bench
+
+    state = {"now": 0.0, "calls": []}
+    scripts: dict = {}
+
+    def measure(fn, inputs, *, label, **kwargs):
+        state["now"] += 1.0
+        state["calls"].append(label)
+        t = next(scripts[label])
+        return Measurement(label=label, median=t, iqr=0.0, runs=1, threads=1, device="cpu")
+
+    monkeypatch.setattr(bench, "measure", measure)
+    monkeypatch.setattr(bench, "_clock", lambda: state["now"])
+    state["scripts"] = scripts
+    return state
+
+
+def cycle(*values):
+    import itertools
+
+    return itertools.cycle(values)
+
+
+def two():
+    return {"base": lambda: None, "other": lambda: None}
+
+
+def test_compare_stops_at_the_minimum_when_the_target_is_met(fake_timing):
+    fake_timing["scripts"].update(base=cycle(1e-3), other=cycle(2e-3))  # exactly 2x, no noise
+    table = compare(two(), (), baseline="base", min_run_time=0.01)
+    assert len(table.times["base"]) == 6 == len(table.times["other"])  # stats.min_rounds()
+    iv = table.intervals["other"]
+    assert (iv.estimate, iv.low, iv.high, iv.n) == pytest.approx((2.0, 2.0, 2.0, 6))
+    assert table[1]["ratio"] == pytest.approx(2.0) and table[1]["ratio low"] == pytest.approx(2.0)
+    assert table.intervals["base"].halfwidth == 0
+    assert "6 interleaved rounds (every interval within +-3%)" in table.note
+    assert "median" in table.note and "95% interval" in table.note
+
+
+def test_compare_alternates_the_order_within_rounds(fake_timing):
+    fake_timing["scripts"].update(base=cycle(1e-3), other=cycle(2e-3))
+    compare(two(), (), baseline="base", min_run_time=0.01)
+    calls = fake_timing["calls"]
+    assert calls[:4] == ["base", "other", "other", "base"]
+
+
+def test_compare_samples_on_while_noisy_up_to_max_rounds(fake_timing):
+    fake_timing["scripts"].update(base=cycle(1e-3), other=cycle(1e-3, 1.5e-3, 0.7e-3))
+    table = compare(two(), (), baseline="base", min_run_time=0.01, max_rounds=9, max_seconds=1e6)
+    assert len(table.times["other"]) == 9
+    assert table.intervals["other"].halfwidth > 0.03
+    assert "9 interleaved rounds (max_rounds=9 reached)" in table.note
+
+
+def test_compare_honours_the_time_cap(fake_timing):
+    # 2 fake seconds per round: 6 rounds take 12 s, a 7th would pass a 13 s cap
+    fake_timing["scripts"].update(base=cycle(1e-3), other=cycle(1e-3, 1.5e-3, 0.7e-3))
+    table = compare(two(), (), baseline="base", min_run_time=0.01, max_seconds=13)
+    assert len(table.times["base"]) == 6
+    assert "time cap of 13 s reached" in table.note
+    # the minimum number of rounds always runs, even past the cap
+    table = compare(two(), (), baseline="base", min_run_time=0.01, rounds=8, max_seconds=1)
+    assert len(table.times["base"]) == 8
+
+
+def test_compare_other_estimators(fake_timing):
+    fake_timing["scripts"].update(base=cycle(1e-3), other=cycle(3e-3))
+    table = compare(two(), (), baseline="base", min_run_time=0.01, estimator="mean")
+    assert table.intervals["other"].estimator == "mean"
+    assert table[1]["ratio"] == pytest.approx(3.0)
+    assert "mean of the per-round ratios" in table.note
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"max_rounds": 3}, ValueError, r"max_rounds must be an int >= rounds \(6\), got 3"),
+        ({"max_rounds": 7.0}, ValueError, "max_rounds.*7.0"),
+        ({"target": 0}, ValueError, "target must be in"),
+        ({"target": 1.5}, ValueError, "target.*1.5"),
+        ({"target": "3%"}, TypeError, "target must be a number.*'3%'"),
+        ({"max_seconds": 0}, ValueError, "max_seconds must be > 0, got 0"),
+        ({"max_seconds": None}, TypeError, "max_seconds.*None"),
+        ({"estimator": "mode"}, ValueError, "estimator must be one of.*'mode'"),
+        ({"confidence": 1.0}, ValueError, "confidence"),
+        ({"min_run_time": 0}, ValueError, "min_run_time"),
+        ({"threads": 0}, ValueError, "threads"),
+        ({"candidates": {}}, TypeError, "non-empty mapping"),
+        ({"candidates": {"base": 3}}, TypeError, "candidates\\['base'\\] must be callable"),
+    ],
+)
+def test_compare_rejects_bad_sampling_before_any_work(fake_timing, kwargs, error, match):
+    candidates = kwargs.pop("candidates", two())
+    with pytest.raises(error, match=match):
+        compare(candidates, (), baseline="base", **kwargs)
+    assert fake_timing["calls"] == []
+
+
+def test_wrappers_reject_bad_sampling_before_any_work(fake_timing):
+    from shufflelib.bench import model_latency
+
+    with pytest.raises(ValueError, match="estimator"):
+        model_latency({"a": nn.Conv2d(3, 4, 1)}, (1, 3, 4, 4), estimator="best")
+    with pytest.raises(TypeError, match="unexpected arguments \\['round'\\]"):
+        shuffle_benchmark(shape=(2, 8, 4, 4), round=3)
+    assert fake_timing["calls"] == []
+
+
 # shuffle_benchmark and shuffle_split_benchmark
 
 SHUFFLE_NAMES = ["clone", "shufflelib", "textbook", "ChannelShuffle", "gather"]
@@ -243,13 +362,17 @@ SHUFFLE_NAMES = ["clone", "shufflelib", "textbook", "ChannelShuffle", "gather"]
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_shuffle_benchmark(channels_last):
     shape = (2, 8, 4, 4)
-    table = shuffle_benchmark(shape=shape, groups=2, channels_last=channels_last, rounds=1, **FAST)
+    table = shuffle_benchmark(
+        shape=shape, groups=2, channels_last=channels_last, rounds=1, max_rounds=1, **FAST
+    )
     assert isinstance(table, Table)
     names = table.column("name")
     assert len(names) == len(SHUFFLE_NAMES)
     for name, part in zip(names, SHUFFLE_NAMES, strict=True):
         assert part in name
-    assert table.columns == ["name", "median (ms)", "IQR (ms)", "ratio", "GB/s"]
+    assert table.columns == ["name", "median (ms)", "IQR (ms)", "ratio", "ratio low", "ratio high",
+                             "GB/s"]  # fmt: skip
+    assert set(table.times) == set(names) and all(len(t) == 1 for t in table.times.values())
     assert table[0]["ratio"] == 1.0
     bytes_moved = 2 * 2 * 8 * 4 * 4 * 4  # read + write, float32
     for row in table:
@@ -264,14 +387,16 @@ def test_shuffle_benchmark(channels_last):
 
 
 def test_shuffle_benchmark_other_groups():
-    table = shuffle_benchmark(shape=(1, 12, 2, 2), groups=3, device="cpu", rounds=1, **FAST)
+    table = shuffle_benchmark(
+        shape=(1, 12, 2, 2), groups=3, device="cpu", rounds=1, max_rounds=1, **FAST
+    )
     assert len(table) == 5
     assert "g=3" in table.title
 
 
 def test_shuffle_split_benchmark():
     shape = (2, 8, 4, 4)
-    table = shuffle_split_benchmark(shape=shape, rounds=1, **FAST)
+    table = shuffle_split_benchmark(shape=shape, rounds=1, max_rounds=1, **FAST)
     names = table.column("name")
     assert len(names) == 3
     assert "clone" in names[0]
@@ -415,17 +540,23 @@ def test_model_latency_and_mbconv_vs_fused_tables():
     from shufflelib.bench import mbconv_vs_fused, model_latency
 
     small = {"a": nn.Conv2d(3, 4, 1), "b": nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())}
-    t = model_latency(small, (1, 3, 8, 8), device="cpu", rounds=1, min_run_time=0.01)
+    t = model_latency(small, (1, 3, 8, 8), device="cpu", rounds=2, max_rounds=2, min_run_time=0.01)
     assert t.column("model") == ["a", "b"]
     assert t[0]["time / a"] == 1.0 and t[1]["median (ms)"] > 0
+    assert t[0]["time / a low"] == t[0]["time / a high"] == 1.0
+    assert set(t.times) == {"a", "b"} and all(len(v) == 2 for v in t.times.values())
+    assert t.intervals["b"].estimate == t[1]["time / a"]
     assert t[0]["params (M)"] == pytest.approx(16 / 1e6)
     assert t[1]["MAdds (M)"] == pytest.approx(8 * 3 * 9 * 6 * 6 / 1e6)
     with pytest.raises(ValueError, match="at least one"):
         model_latency({}, (1, 3, 8, 8))
     with pytest.raises(TypeError, match="'x'"):
         model_latency({"x": "not a model"}, (1, 3, 8, 8))
-    f = mbconv_vs_fused((8, 16), size=4, batch=1, device="cpu", rounds=1, min_run_time=0.01)
+    f = mbconv_vs_fused(
+        (8, 16), size=4, batch=1, device="cpu", rounds=1, max_rounds=1, min_run_time=0.01
+    )
     assert f.column("width") == [8, 16]
+    assert set(f.times) == {8, 16} and set(f.intervals) == {8, 16}
     for row in f:
         # Fused-MBConv's expansion is a full 3x3 conv: 9x the MAdds of the 1x1 it replaces.
         assert row["Fused-MBConv MAdds (M)"] > row["MBConv MAdds (M)"]
@@ -442,7 +573,13 @@ def test_compare_and_model_latency_time_on_the_threads_asked_for():
 
     before = torch.get_num_threads()
     t = compare(
-        {"a": lambda: torch.ones(4) * 2}, (), baseline="a", rounds=1, min_run_time=0.01, threads=1
+        {"a": lambda: torch.ones(4) * 2},
+        (),
+        baseline="a",
+        rounds=1,
+        max_rounds=1,
+        min_run_time=0.01,
+        threads=1,
     )
     assert "(2 cores, 1 threads)" in t.note or ", 1 threads)" in t.note
     lat = model_latency(
@@ -450,6 +587,7 @@ def test_compare_and_model_latency_time_on_the_threads_asked_for():
         (1, 3, 4, 4),
         device="cpu",
         rounds=1,
+        max_rounds=1,
         min_run_time=0.01,
         threads=1,
     )

@@ -338,13 +338,34 @@ def test_top1_agreement_counts_equal_predictions():
 def test_optimize_returns_a_faster_callable_with_the_same_outputs(fresh_dynamo):
     model = tiny_shufflenet()
     x = rand(4, 3, 32, 32)
-    best = deploy.optimize(model, x, rounds=1, min_run_time=0.02)
+    best = deploy.optimize(model, x, rounds=1, max_rounds=1, min_run_time=0.02)
     assert best.steps[0] == "BN folding"
     assert set(best.timings.column("name")) == {"eager, NCHW", "eager, channels-last", "compiled"}
     with torch.no_grad():
         assert rel_error(best(x), model(x)) <= 1e-4
     assert best.max_error <= 1e-4 and best.agreement is None
     assert deploy.count_batchnorm(model) > 0  # the model given is untouched
+    # One round gives no interval: nothing is faster beyond noise, the simplest is kept.
+    assert best.steps == ["BN folding"] and best.reason.startswith("kept eager, NCHW; ")
+    assert "not faster beyond noise" in best.reason
+
+
+def test_choose_keeps_a_more_complex_candidate_only_when_faster_beyond_noise():
+    flat = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02, 0.98]
+    times = {
+        "simple": flat,
+        "layout": [t * r for t, r in zip(flat, (1.1, 0.9, 1.05, 0.95, 1.0, 1.08, 0.92, 1.0))],
+        "compiled": [t * 0.6 for t in flat],
+        "int8": [t * 0.6 * r for t, r in zip(flat, (0.99, 1.01, 1.0, 0.98, 1.02, 1.0, 0.99, 1.01))],
+    }
+    kept, reason = deploy.choose(times)
+    assert kept == "compiled"
+    assert "layout / simple time 1.00 [0.90, 1.10]: not faster beyond noise" in reason
+    assert "compiled / simple time 0.60 [0.60, 0.60]: faster, kept" in reason
+    assert "int8 / compiled time" in reason and reason.startswith("kept compiled; ")
+    assert deploy.choose({"only": [1.0] * 6}) == ("only", "kept only, the only one")
+    with pytest.raises(TypeError, match="times"):
+        deploy.choose({})
 
 
 def test_ladder_rows_and_columns(fresh_dynamo):
@@ -356,6 +377,7 @@ def test_ladder_rows_and_columns(fresh_dynamo):
         batches=(4,),
         image_size=32,
         rounds=1,
+        max_rounds=1,
         min_run_time=0.02,
     )
     assert table.column("variant") == [
@@ -367,6 +389,8 @@ def test_ladder_rows_and_columns(fresh_dynamo):
     ]
     assert all(e <= 1e-4 for e in table.column("max error"))
     assert table.column("speed-up b4")[0] == pytest.approx(1.0)
+    assert table.column("b4 low")[0] == table.column("b4 high")[0] == pytest.approx(1.0)
+    assert set(table.times) == {4} and len(table.times[4]["+ compiled"]) == 1
     assert table.column("compile (s)")[-1] > 0
     assert "threads" in table.note
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from shufflelib import guidelines as G
-from shufflelib import reference
+from shufflelib import reference, stats
 from shufflelib.bench import machine_info
 from shufflelib.cost import mac, madds
 from shufflelib.tables import Table
@@ -256,91 +256,110 @@ def test_g2_layer_mac_is_eq2(c, g):
     assert mac(ten, (1, c, 7, 7)).elements == 10 * (hw * 2 * c + c * c // g)
 
 
-# --- verdict() on hand-made tables ----------------------------------------------------------------
+# --- verdict() on hand-made tables whose truth is known ---------------------------------------
+# Each row: (relative speed, speed low, speed high) against the reference (first) row.
+
+SURE = 0.02  # half-width of a narrow interval
+
+
+def iv(s, half=SURE):
+    return {"relative speed": s, "speed low": s - half, "speed high": s + half}
 
 
 def g1_rows(*speeds):
-    return [
-        {"c1:c2": k, "relative speed": s} for k, s in zip(("1:1", "1:2", "1:6", "1:12"), speeds)
-    ]
+    return [{"c1:c2": k, **iv(*s)} for k, s in zip(("1:1", "1:2", "1:6", "1:12"), speeds)]
 
 
 def g2_rows(*speeds):
-    return [{"g": g, "relative speed": s} for g, s in zip((1, 2, 4, 8), speeds)]
+    return [{"g": g, **iv(*s)} for g, s in zip((1, 2, 4, 8), speeds)]
 
 
 def g3_rows(*speeds):
-    return [{"structure": k, "relative speed": s} for k, s in zip(G.G3_STRUCTURES, speeds)]
+    return [{"structure": k, **iv(*s)} for k, s in zip(G.G3_STRUCTURES, speeds)]
 
 
 def g4_rows(*speeds):
     return [
-        {"ReLU": "yes" if r else "no", "shortcut": "yes" if s else "no", "relative speed": v}
+        {"ReLU": "yes" if r else "no", "shortcut": "yes" if s else "no", **iv(*v)}
         for (r, s), v in zip(G.G4_VARIANTS, speeds)
     ]
 
 
-def test_verdict_g1():
-    assert G.verdict(g1_rows(1.0, 0.9, 0.8, 0.71), "G1") == (
-        "G1 holds here: 1:1 is fastest; 1:12 runs at 0.71x its speed"
+REF = (1.0, 0.0)  # the reference row: exactly 1
+
+
+def test_verdict_g1_clear_gap_holds():
+    v = G.verdict(g1_rows(REF, (0.9,), (0.8,), (0.71,)), "G1")
+    assert v == (
+        "G1 holds here: no row is faster than 1:1 beyond noise; "
+        "1:12 runs at 0.71x [0.69, 0.73] the speed of 1:1"
     )
-    v = G.verdict(g1_rows(1.0, 1.02, 0.8, 0.7), "G1")
-    assert v.startswith("G1 holds here: 1:1 is within 3% of the fastest (1:2 at 1.02x")
-    assert G.verdict(g1_rows(1.0, 0.99, 1.04, 0.9), "G1") == (
-        "G1 does not hold here: 1:6 is fastest (1.04x of 1:1)"
+    assert G.outcome(g1_rows(REF, (0.9,), (0.8,), (0.71,)), "G1") == stats.HOLDS
+    # A non-deciding row tied with 1:1 does not stop G1 from holding.
+    assert G.outcome(g1_rows(REF, (1.01,), (0.8,), (0.7,)), "g1") == stats.HOLDS
+
+
+def test_verdict_g1_faster_row_fails_and_straddling_is_too_close():
+    assert G.verdict(g1_rows(REF, (0.99,), (1.04,), (0.9,)), "G1") == (
+        "G1 does not hold here: 1:6 runs at 1.04x [1.02, 1.06] the speed of 1:1, faster beyond "
+        "noise"
     )
-    # The rule reads speeds relative to the 1:1 row, wherever the table's scale starts.
-    assert G.verdict(Table(g1_rows(2.0, 1.0, 0.5, 0.5)), "g1").startswith("G1 holds")
+    v = G.verdict(g1_rows(REF, (0.95,), (0.9,), (0.99, 0.03)), "G1")
+    assert v.startswith("G1 is too close to call here: no row is faster than 1:1, but 1:12 runs")
+    assert "0.99x [0.96, 1.02]" in v and "(1:12 within noise)" in v
+    # An estimate above 1 whose interval straddles 1 is not "faster": never a verdict from noise.
+    assert G.outcome(g1_rows(REF, (1.05, 0.1), (0.9,), (0.8,)), "G1") == stats.HOLDS
+
+
+def test_verdict_reads_speeds_relative_to_the_reference_row():
+    rows = [{"c1:c2": "1:1", "relative speed": 2.0, "speed low": 2.0, "speed high": 2.0}]
+    rows.append({"c1:c2": "1:12", "relative speed": 1.0, "speed low": 0.9, "speed high": 1.1})
+    assert G.verdict(rows, "G1").endswith("1:12 runs at 0.50x [0.45, 0.55] the speed of 1:1")
 
 
 def test_verdict_g2():
-    assert G.verdict(g2_rows(1.0, 0.7, 0.4, 0.26), "G2") == (
-        "G2 holds here: g=1 is fastest; g=8 runs at 0.26x of g=1"
-    )
-    assert G.verdict(g2_rows(1.0, 1.01, 0.9, 0.8), "G2").startswith(
-        "G2 holds here: g=1 is within 3% of the fastest (g=2 at 1.01x"
-    )
-    v = G.verdict(g2_rows(1.0, 1.1, 0.9, 0.8), "G2")
-    assert v.startswith("G2 does not hold here: g=2 is fastest (1.10x of g=1)")
-    v = G.verdict(g2_rows(1.0, 0.99, 0.98, 0.98), "G2")
-    assert v == (
-        "G2 does not hold here: g=1 is fastest; g=8 runs at 0.98x of g=1 (not more than 3% slower)"
-    )
+    assert G.outcome(g2_rows(REF, (0.7,), (0.4,), (0.26,)), "G2") == stats.HOLDS
+    v = G.verdict(g2_rows(REF, (1.1,), (0.9,), (0.8,)), "G2")
+    assert v.startswith("G2 does not hold here: g=2 runs at 1.10x [1.08, 1.12] the speed of g=1")
+    v = G.verdict(g2_rows(REF, (0.99,), (0.98,), (0.98, 0.03)), "G2")
+    assert v.startswith("G2 is too close to call here") and "g=8 runs at 0.98x" in v
 
 
 def test_verdict_g3():
-    assert G.verdict(g3_rows(1.0, 0.7, 0.3, 0.6, 0.28), "G3") == (
-        "G3 holds here: 1-fragment is fastest; the slowest is 4-fragment-parallel at 0.28x of "
-        "1-fragment"
-    )
-    v = G.verdict(g3_rows(1.0, 0.9, 0.8, 0.5, 0.6), "G3")
-    assert v.startswith("G3 does not hold here: 1-fragment is fastest; the slowest is ")
-    assert "2-fragment-parallel at 0.50x" in v and "not a 4-fragment structure" in v
-    v = G.verdict(g3_rows(1.0, 1.2, 0.5, 0.9, 0.4), "G3")
-    assert v.startswith("G3 does not hold here: 2-fragment-series is fastest (1.20x of 1-fragment)")
+    v = G.verdict(g3_rows(REF, (0.7,), (0.3,), (0.6,), (0.28,)), "G3")
+    assert v.startswith("G3 holds here: no row is faster than 1-fragment beyond noise; ")
+    assert "4-fragment-series runs at 0.30x" in v and "4-fragment-parallel runs at 0.28x" in v
+    v = G.verdict(g3_rows(REF, (0.9,), (0.8,), (0.5,), (0.99, 0.05)), "G3")
+    assert v.startswith("G3 is too close to call here") and "(4-fragment-parallel within" in v
+    v = G.verdict(g3_rows(REF, (1.2,), (0.5,), (0.9,), (0.4,)), "G3")
+    assert v.startswith("G3 does not hold here: 2-fragment-series runs at 1.20x")
 
 
 def test_verdict_g4():
-    assert G.verdict(g4_rows(1.0, 1.09, 1.1, 1.17), "G4") == (
-        "G4 holds here: without ReLU and shortcut the unit runs at 1.17x the speed of the full unit"
+    assert G.verdict(g4_rows(REF, (1.09,), (1.1,), (1.17,)), "G4") == (
+        "G4 holds here: without ReLU and shortcut the unit runs at 1.17x [1.15, 1.19] the speed "
+        "of the full unit"
     )
-    assert G.verdict(g4_rows(1.0, 1.0, 1.0, 1.02), "G4") == (
-        "G4 does not hold here: without ReLU and shortcut the unit runs at 1.02x the speed of "
-        "the full unit (not more than 3% faster)"
-    )
+    v = G.verdict(g4_rows(REF, (1.0,), (1.0,), (1.02, 0.05)), "G4")
+    assert v.startswith("G4 is too close to call here: without ReLU and shortcut the unit runs at")
+    assert G.outcome(g4_rows(REF, (1.0,), (1.0,), (0.9,)), "G4") == stats.FAILS
 
 
 def test_verdict_bad_input():
     with pytest.raises(ValueError, match="G5"):
-        G.verdict(g1_rows(1, 1, 1, 1), "G5")
+        G.verdict(g1_rows(REF, REF, REF, REF), "G5")
     with pytest.raises(ValueError, match="no rows"):
         G.verdict([], "G1")
     with pytest.raises(ValueError, match="c1:c2"):
-        G.verdict(g2_rows(1, 1, 1, 1), "G1")
+        G.verdict(g2_rows(REF, REF, REF, REF), "G1")
     with pytest.raises(ValueError, match="relative speed"):
         G.verdict([{"c1:c2": "1:1"}], "G1")
+    with pytest.raises(ValueError, match="speed low"):
+        G.verdict([{"c1:c2": "1:1", "relative speed": 1.0}], "G1")
     with pytest.raises(ValueError, match="g=8"):
-        G.verdict(g2_rows(1, 1, 1), "G2")
+        G.verdict(g2_rows(REF, REF, REF), "G2")
+    with pytest.raises(ValueError, match="'1:1'"):
+        G.verdict(g1_rows(REF, REF, REF, REF)[1:], "G1")
 
 
 # --- bad input raises ValueError before any work ---------------------------------------------
@@ -381,6 +400,10 @@ def no_work(monkeypatch):
         (lambda: G.g4_sweep(32, blocks=0), "blocks"),
         (lambda: G.g4_sweep(32, threads=0), "threads"),
         (lambda: G.g1_sweep(threads=1.0), "threads"),
+        (lambda: G.g1_sweep(max_seconds=0), "max_seconds must be > 0, got 0"),
+        (lambda: G.g2_sweep(estimator="mode"), "estimator must be one of"),
+        (lambda: G.g3_sweep(rounds=6, max_rounds=3), "max_rounds must be an int >= rounds"),
+        (lambda: G.g4_sweep(target=2), "target must be in"),
         (lambda: G.g2_network(90, 4), "not divisible by 4"),
         (lambda: G.g2_network(64, 0), "groups"),
         (lambda: G.g1_network(0, 8), "c1"),
@@ -416,14 +439,25 @@ def fake_compare(monkeypatch):
     """compare() replaced by fixed times: checks the table the sweep builds, not the clock."""
     calls = []
 
-    def compare(candidates, inputs, *, baseline, rounds, min_run_time, title, device):
+    def compare(candidates, inputs, *, baseline, rounds, min_run_time, title, device, **kw):
         calls.append((list(candidates), baseline, inputs, rounds, min_run_time, device))
         calls.append(torch.get_num_threads())
         rows = [
-            {"name": n, "median (ms)": 2.0 * (i + 1), "IQR (ms)": 0.1, "ratio": float(i + 1)}
+            {
+                "name": n,
+                "median (ms)": 2.0 * (i + 1),
+                "IQR (ms)": 0.1,
+                "ratio": float(i + 1),
+                "ratio low": 0.9 * (i + 1),
+                "ratio high": 1.25 * (i + 1),
+            }
             for i, n in enumerate(candidates)
         ]
-        return Table(rows, title=title, note="MACHINE LINE")
+        table = Table(rows, title=title, note="MACHINE LINE")
+        table.times = {n: [1e-3 * (i + 1)] * rounds for i, n in enumerate(candidates)}
+        table.intervals = {}
+        calls.append(kw)
+        return table
 
     monkeypatch.setattr(G, "compare", compare)
     return calls
@@ -456,10 +490,16 @@ def test_sweep_tables(fake_compare, sweep, arg, config_cols, paper_name, gpu_col
         "IQR (ms)",
         "images/s",
         "relative speed",
+        "speed low",
+        "speed high",
         "paper GPU",
         "paper ARM",
     ]
-    (labels, baseline, inputs, rounds, mrt, device), threads = fake_compare
+    (labels, baseline, inputs, rounds, mrt, device), threads, sampling = fake_compare
+    assert sampling["max_rounds"] == 40 and sampling["estimator"] == "median"
+    assert t.column("speed low") == [1 / (1.25 * (i + 1)) for i in range(len(t))]
+    assert t.column("speed high") == [1 / (0.9 * (i + 1)) for i in range(len(t))]
+    assert list(t.times) == labels and len(t.times[labels[0]]) == 2
     assert threads == 1
     assert baseline == labels[0] and inputs == () and rounds == 2 and mrt == 0.05
     assert device == torch.device("cpu")
@@ -478,8 +518,9 @@ def test_sweep_threads(fake_compare):
     before = torch.get_num_threads()
     G.g2_sweep(size=4, device="cpu", layers=1)
     assert fake_compare[1] == 1 and torch.get_num_threads() == before
-    G.g2_sweep(size=4, device="cpu", layers=1, threads=None)
-    assert fake_compare[3] == before and torch.get_num_threads() == before
+    G.g2_sweep(size=4, device="cpu", layers=1, threads=None, max_seconds=3)
+    assert fake_compare[4] == before and torch.get_num_threads() == before
+    assert fake_compare[5]["max_seconds"] == 3
 
 
 def test_sweep_paper_columns_empty_off_the_paper_grid(fake_compare):
@@ -493,7 +534,9 @@ def test_sweep_paper_columns_empty_off_the_paper_grid(fake_compare):
 
 def test_g1_smoke_sweep_really_timed():
     before = torch.get_num_threads()
-    t = G.g1_sweep(1, "arm", size=8, batch=1, device="cpu", rounds=1, min_run_time=0.01)
+    t = G.g1_sweep(
+        1, "arm", size=8, batch=1, device="cpu", rounds=2, max_rounds=2, min_run_time=0.01
+    )
     assert torch.get_num_threads() == before
     assert isinstance(t, Table) and len(t) == 4
     assert t.column("c1:c2") == ["1:1", "1:2", "1:6", "1:12"]
@@ -506,27 +549,21 @@ def test_g1_smoke_sweep_really_timed():
     line = str(machine).replace(f"{machine.threads} threads", "1 threads")
     assert t.note.startswith(line)  # timed with one thread, and the machine line says so
     assert "G1" in t.title and "56x56" not in t.title and "8x8" in t.title and "1 thread" in t.title
-    assert G.verdict(t, "G1").startswith(("G1 holds here", "G1 does not hold here"))
+    assert G.outcome(t, "G1") in stats.VERDICTS
+    # Two rounds give no finite interval for a median: never a verdict from that.
+    assert G.outcome(t, "G1") == stats.CLOSE
+    assert G.verdict(t, "G1").startswith("G1 is too close to call here")
+    assert all(len(v) == 2 for v in t.times.values())
 
 
-def test_summary_marks_each_sweep_from_its_verdict():
-    from shufflelib.guidelines import summary
-    from shufflelib.tables import Table
-
-    good = Table(
-        [{"c1:c2": "1:1", "relative speed": 1.0}, {"c1:c2": "1:12", "relative speed": 0.6}],
-        note="machine line",
-    )
-    bad = Table([{"c1:c2": "1:1", "relative speed": 1.0}, {"c1:c2": "1:6", "relative speed": 1.2}])
-    g4 = Table(
-        [
-            {"ReLU": "yes", "shortcut": "yes", "relative speed": 1.0},
-            {"ReLU": "no", "shortcut": "no", "relative speed": 1.01},
-        ]
-    )
-    table = summary({"G1": {"x1": good, "x2": bad}, "g4": {"c=32": g4}})
+def test_summary_gives_three_valued_verdicts():
+    good = Table(g1_rows(REF, (0.9,), (0.8,), (0.6,)), note="machine line")
+    bad = Table(g1_rows(REF, (0.9,), (1.2,), (0.6,)))
+    g4 = Table(g4_rows(REF, (1.0,), (1.0,), (1.01, 0.05)))
+    table = G.summary({"G1": {"x1": good, "x2": bad}, "g4": {"c=32": g4}})
+    assert table.columns == ["guideline", "size", "verdict", "why"]
     assert table.column("guideline") == ["G1", "G1", "G4"]
     assert table.column("size") == ["x1", "x2", "c=32"]
-    assert table.column("holds here") == [True, False, False]
+    assert table.column("verdict") == [stats.HOLDS, stats.FAILS, stats.CLOSE]
     assert table.note == "machine line"
-    assert table[1]["verdict"].startswith("G1 does not hold here")
+    assert table[1]["why"].startswith("1:6 runs at 1.20x [1.18, 1.22] the speed of 1:1")
