@@ -5,13 +5,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book book-student test test-site lint execute linkcheck cache clean help
+.PHONY: book book-student test test-site lint execute linkcheck cache clean help results
 
 help:
 	@echo "make book          create .venv, execute every notebook, build _build/html (zero warnings)"
 	@echo "make book-student  the student edition (no solutions) in _build/student/_build/html"
 	@echo "make test          ruff, unit tests, nbval over every notebook, the built site in a browser"
 	@echo "make test-site     only the site tests (build from the execution cache, browser checks)"
+	@echo "make results       train the stored runs of chapters 9-11 (about an hour on 2 cores)"
 	@echo "make execute       run each notebook top to bottom and print its wall-clock time"
 	@echo "make linkcheck     check the book's external links (needs the internet)"
 	@echo "make clean         remove _build (keeps .venv and the downloaded MathJax)"
@@ -59,6 +60,12 @@ test-site: $(STAMP) cache
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The results store (shufflelib/store): chapters 9-11's networks trained to a plateau over three seeds
+# with python -m shufflelib.train. Only runs missing from the store, or made with other training
+# code, are trained; an interrupted one resumes.
+results: $(STAMP)
+	$(BIN)/python -m shufflelib.results make --jobs 2
 
 execute: $(STAMP)
 	$(BIN)/python benchmarks/notebook_times.py

@@ -17,14 +17,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from .bench import model_latency, pick_device
+from .bench import MIN_ROUNDS, model_latency, pick_device, sampling_arguments
 from .cost import mac
+from .stats import CLOSE, Interval, ratio_interval, spread
 from .tables import Table
 
-__all__ = ["direct_metrics", "pareto_front", "disagreements", "verdict", "published"]
+__all__ = [
+    "direct_metrics",
+    "pareto_front",
+    "disagreements",
+    "verdict",
+    "accuracy_pairs",
+    "published",
+]
 
 
-def _check_models(models: Mapping[str, nn.Module], accuracy: Mapping[str, float]) -> None:
+def _check_models(models: Mapping[str, nn.Module], accuracy: Mapping[str, Any]) -> None:
     if not isinstance(models, Mapping) or not models:
         raise ValueError(f"models must be a non-empty mapping of name -> model, got {models!r}")
     for name, m in models.items():
@@ -32,30 +40,51 @@ def _check_models(models: Mapping[str, nn.Module], accuracy: Mapping[str, float]
             raise TypeError(f"models[{name!r}] must be a torch.nn.Module, got {type(m).__name__}")
     if not isinstance(accuracy, Mapping) or set(accuracy) != set(models):
         raise ValueError(
-            f"accuracy must give one number per model ({sorted(models)}), got "
+            f"accuracy must give one entry per model ({sorted(models)}), got "
             f"{sorted(accuracy) if isinstance(accuracy, Mapping) else accuracy!r}"
         )
     for name, a in accuracy.items():
-        if isinstance(a, bool) or not isinstance(a, int | float) or not 0 <= a <= 1:
-            raise ValueError(f"accuracy[{name!r}] must be a fraction in [0, 1], got {a!r}")
+        values = list(a) if isinstance(a, Sequence) else [a]
+        if not values or any(
+            isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1 for v in values
+        ):
+            raise ValueError(
+                f"accuracy[{name!r}] must be a fraction in [0, 1] or a list of them (one per "
+                f"seed), got {a!r}"
+            )
+
+
+def _accuracy_columns(a: float | Sequence[float]) -> dict[str, Any]:
+    if not isinstance(a, Sequence):
+        return {"test accuracy": a}
+    if len(a) == 1:
+        return {"test accuracy": a[0], "seeds": 1}
+    mean, sd = spread(list(a))
+    return {"test accuracy": mean, "test accuracy sd": sd, "seeds": len(a)}
 
 
 def direct_metrics(
     models: Mapping[str, nn.Module],
-    accuracy: Mapping[str, float],
+    accuracy: Mapping[str, float | Sequence[float]],
     image_size: int = 32,
     batch_sizes: Sequence[int] = (1, 16),
     *,
     device: torch.device | str | None = None,
     threads: int | None = None,
-    rounds: int = 3,
+    rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.2,
+    **sampling: Any,
 ) -> Table:
     """One row per model: accuracy, params, MAdds, MAC and latency per batch size; chapter 10.
 
-    Latency is the median (and IQR) of interleaved rounds on ``device`` (default: the best one
-    here), ``threads`` CPU threads (default: all). Columns ``b{N} (ms)`` and ``b{N} IQR (ms)``
-    for each batch size ``N``. MAC counts elements, as the paper's definition does.
+    ``accuracy`` gives each model's test accuracy, or a list of them (one per seed): then the
+    row shows their mean, ``test accuracy sd`` (the spread over seeds) and ``seeds``. Latency
+    is the median (and IQR) of interleaved rounds on ``device`` (default: the best one here),
+    ``threads`` CPU threads (default: all), sampled as :func:`shufflelib.bench.compare` does
+    (``sampling`` goes there). Columns ``b{N} (ms)`` and ``b{N} IQR (ms)`` for each batch size
+    ``N``; the table's ``times`` attribute keeps, per such column, every model's per-round
+    seconds, so :func:`pareto_front` and :func:`disagreements` compare models by paired
+    ratios with intervals. MAC counts elements, as the paper's definition does.
     """
     _check_models(models, accuracy)
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
@@ -64,19 +93,22 @@ def direct_metrics(
         isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batch_sizes
     ):
         raise ValueError(f"batch_sizes must be ints >= 1, got {batch_sizes!r}")
+    sampling = sampling_arguments(rounds, sampling)
     device = pick_device() if device is None else torch.device(device)
     rows: dict[str, dict[str, Any]] = {
-        name: {"model": name, "test accuracy": accuracy[name]} for name in models
+        name: {"model": name, **_accuracy_columns(accuracy[name])} for name in models
     }
+    times: dict[str, dict[str, list[float]]] = {}
     for b in batch_sizes:
         timed = model_latency(
             models,
             (b, 3, image_size, image_size),
             device=device,
             threads=threads,
-            rounds=rounds,
             min_run_time=min_run_time,
+            **sampling,
         )
+        times[f"b{b} (ms)"] = timed.times
         for r in timed:
             row = rows[r["model"]]
             row.setdefault("params (M)", r["params (M)"])
@@ -86,7 +118,9 @@ def direct_metrics(
     for name, m in models.items():
         rows[name]["MAC (M)"] = mac(m.to("cpu"), (1, 3, image_size, image_size)).elements / 1e6
         m.to(device)
-    order = ["model", "test accuracy", "params (M)", "MAdds (M)", "MAC (M)"]
+    first = ["model", "test accuracy", "test accuracy sd", "seeds"]
+    order = [k for k in first if k in next(iter(rows.values()))]
+    order += ["params (M)", "MAdds (M)", "MAC (M)"]
     table = [
         {k: row[k] for k in order} | {k: row[k] for k in row if k not in order}
         for row in rows.values()
@@ -94,7 +128,9 @@ def direct_metrics(
     title = f"direct metrics at {image_size}x{image_size}, {device}"
     if threads is not None:
         title += f", {threads} thread(s)"
-    return Table(table, title=title, note=timed.note)
+    out = Table(table, title=title, note=timed.note)
+    out.times = times
+    return out
 
 
 def _column(table: Table, name: str) -> list[Any]:
@@ -105,19 +141,50 @@ def _column(table: Table, name: str) -> list[Any]:
     return table.column(name)
 
 
+def _cost_ratio(table: Table, cost: str, i: int, j: int) -> Interval:
+    """Row i's cost over row j's: a paired interval for measured times, exact for counts."""
+    samples = getattr(table, "times", {}).get(cost)
+    if samples is not None:
+        names = table.column("model")
+        return ratio_interval(samples[names[i]], samples[names[j]])
+    a, b = table[i][cost], table[j][cost]
+    return Interval(a / b, a / b, a / b, 1, estimator="exact")
+
+
+def _quality_side(table: Table, quality: str, i: int, j: int) -> int:
+    """+1 if row i is better than row j beyond their spreads, -1 if worse, 0 if within."""
+    q = table.column(quality)
+    sd_col = f"{quality} sd"
+    sd = table.column(sd_col) if sd_col in table.columns else [0.0] * len(table)
+    gap = q[i] - q[j]
+    if abs(gap) <= sd[i] + sd[j]:
+        return 0
+    return 1 if gap > 0 else -1
+
+
 def pareto_front(
     table: Table, cost: str, quality: str = "test accuracy", label: str = "model"
 ) -> list[str]:
-    """The rows no other row beats: none is at most as costly and at least as good, and better
-    on one of the two. Sorted by ``cost``; chapter 10."""
-    names, c, q = _column(table, label), _column(table, cost), _column(table, quality)
+    """The rows no other row beats beyond the noise; sorted by ``cost``; chapter 10.
+
+    Row j beats row i when it is at least as good on both axes and better on one, where
+    "better" must exceed the noise: on a measured time (a column of the table's ``times``) the
+    paired ratio's 95% interval must lie wholly below or above 1, and on ``quality`` the gap
+    must exceed the sum of the two spreads (column ``{quality} sd``, when present). Rows too
+    close to call both stay on the front.
+    """
+    names, c, _ = _column(table, label), _column(table, cost), _column(table, quality)
     front = []
     for i in range(len(names)):
-        dominated = any(
-            c[j] <= c[i] and q[j] >= q[i] and (c[j] < c[i] or q[j] > q[i])
-            for j in range(len(names))
-            if j != i
-        )
+        dominated = False
+        for j in range(len(names)):
+            if j == i:
+                continue
+            cheaper = -_cost_ratio(table, cost, j, i).side(1.0)  # +1: j cheaper than i
+            better = _quality_side(table, quality, j, i)
+            if cheaper >= 0 and better >= 0 and (cheaper > 0 or better > 0):
+                dominated = True
+                break
         if not dominated:
             front.append(i)
     return [names[i] for i in sorted(front, key=lambda i: c[i])]
@@ -129,46 +196,90 @@ def disagreements(
     """Pairs of models that ``predicted`` cost and ``measured`` time put in opposite orders.
 
     A row says: by ``predicted`` model ``cheaper`` costs less, yet by ``measured`` it is the
-    slower one. ``times`` is the measured ratio slower/faster; chapter 10.
+    slower one, beyond the noise (the 95% interval of the paired time ratio lies above 1).
+    Pairs whose interval straddles 1 are not listed: the clock cannot order them. Chapter 10.
     """
     names = _column(table, label)
-    p, m = _column(table, predicted), _column(table, measured)
+    p = _column(table, predicted)
+    _column(table, measured)
     rows = []
     for i, j in combinations(range(len(names)), 2):
-        if p[i] == p[j] or m[i] == m[j]:
+        if p[i] == p[j]:
             continue
-        if (p[i] < p[j]) != (m[i] < m[j]):
-            cheap, dear = (i, j) if p[i] < p[j] else (j, i)
+        cheap, dear = (i, j) if p[i] < p[j] else (j, i)
+        ratio = _cost_ratio(table, measured, cheap, dear)
+        if ratio.side(1.0) > 0:
             rows.append(
                 {
                     "cheaper by " + predicted: names[cheap],
                     "than": names[dear],
                     predicted + " ratio": p[cheap] / p[dear],
-                    "yet slower: " + measured + " ratio": m[cheap] / m[dear],
+                    "time ratio": ratio.estimate,
+                    "95% interval": f"[{ratio.low:.2f}, {ratio.high:.2f}]",
                 }
             )
-    return Table(rows, title=f"where {predicted} and {measured} disagree")
+    return Table(rows, title=f"where {predicted} and {measured} disagree beyond the noise")
+
+
+def _ranking(table: Table, column: str) -> str:
+    """Names from cheapest to dearest by ``column``; "=" joins neighbours too close to call."""
+    names = table.column("model")
+    order = sorted(range(len(names)), key=lambda i: table[i][column])
+    words = [names[order[0]]]
+    for prev, k in zip(order, order[1:]):
+        tied = _cost_ratio(table, column, k, prev).side(1.0) == 0
+        words.append(("= " if tied else "< ") + names[k])
+    return " ".join(words)
 
 
 def verdict(table: Table, predicted: str = "MAdds (M)", measured: str = "b1 (ms)") -> str:
     """Sentences, computed from ``table``, on whether ``predicted`` ranked the models as the
-    clock did; chapter 10."""
-    names = _column(table, "model")
-    by_p = [names[i] for i in sorted(range(len(names)), key=lambda i: table[i][predicted])]
-    by_m = [names[i] for i in sorted(range(len(names)), key=lambda i: table[i][measured])]
+    clock did, beyond the noise of the clock; chapter 10."""
     lines = [
-        f"Cheapest to dearest by {predicted}: {', '.join(by_p)}.",
-        f"Fastest to slowest by {measured}: {', '.join(by_m)}.",
+        f"Cheapest to dearest by {predicted}: {_ranking(table, predicted)}.",
+        f"Fastest to slowest by {measured} (= too close to call): {_ranking(table, measured)}.",
     ]
     pairs = disagreements(table, predicted, measured)
     if not pairs:
-        lines.append(f"Here {predicted} ranked every pair of models as the clock did.")
+        lines.append(
+            f"No pair of models is ordered one way by {predicted} and the other way by the clock "
+            "beyond the noise."
+        )
     for row in pairs:
         r = list(row.values())
         lines.append(
-            f"{r[0]} needs {r[2]:.2f}x the {predicted} of {r[1]}, yet takes {r[3]:.2f}x its time."
+            f"{r[0]} needs {r[2]:.2f}x the {predicted} of {r[1]}, yet takes {r[3]:.2f}x its "
+            f"time (95% interval {r[4]})."
         )
     return "\n".join(lines)
+
+
+def accuracy_pairs(table: Table, quality: str = "test accuracy") -> Table:
+    """Every pair of models: the accuracy gap, the two spreads, and whether it exceeds them.
+
+    A model is called more accurate than another only when the gap between their means exceeds
+    the sum of their spreads over seeds (``{quality} sd``); otherwise the pair is "too close to
+    call". Chapter 10.
+    """
+    names = _column(table, "model")
+    q = _column(table, quality)
+    sd_col = f"{quality} sd"
+    if sd_col not in table.columns:
+        raise ValueError(f"accuracy_pairs needs the spread over seeds, a column {sd_col!r}")
+    rows = []
+    for i, j in combinations(range(len(names)), 2):
+        hi, lo = (i, j) if q[i] >= q[j] else (j, i)
+        side = _quality_side(table, quality, hi, lo)
+        rows.append(
+            {
+                "model": names[hi],
+                "against": names[lo],
+                "gap": q[hi] - q[lo],
+                "spreads": table[hi][sd_col] + table[lo][sd_col],
+                "verdict": "more accurate" if side > 0 else CLOSE,
+            }
+        )
+    return Table(rows, title="accuracy, pair by pair: is the gap beyond the seeds' spread?")
 
 
 def published(max_mflops: float = 50.0) -> Table:

@@ -35,6 +35,7 @@ __all__ = [
     "samples",
     "history",
     "pareto",
+    "seed_band",
 ]
 
 GROUP_COLOURS = plt.get_cmap("tab10").colors
@@ -517,19 +518,36 @@ def pareto(
     xlabel: str = "",
     ax=None,
     title: str = "",
+    xerr: str | None = None,
+    yerr: str | None = None,
+    ylabel: str = "",
 ) -> Figure:
     """Quality ``y`` against cost ``x``, one point per row, the Pareto ``front`` joined; ch. 10.
 
     ``front`` names the rows on the front (as :func:`shufflelib.metrics.pareto_front` finds
-    them): no other row is both cheaper and better. Draws into ``ax`` when given.
+    them). ``xerr`` and ``yerr`` name columns drawn as error bars: a full width (an IQR, split
+    evenly about the point) for ``xerr``, plus and minus the value (a standard deviation) for
+    ``yerr``. Draws into ``ax`` when given.
     """
     fig, ax = plt.subplots(figsize=(5.6, 4.0)) if ax is None else (ax.figure, ax)
     names, xs, ys = table.column(label), table.column(x), table.column(y)
+    xe = [v / 2 for v in table.column(xerr)] if xerr else None
+    ye = table.column(yerr) if yerr else None
     on = [n in front for n in names]
-    ax.scatter(
-        [v for v, f in zip(xs, on) if not f], [v for v, f in zip(ys, on) if not f], color="0.55"
-    )
-    ax.scatter([v for v, f in zip(xs, on) if f], [v for v, f in zip(ys, on) if f], color="C3")
+    colours = ["C3" if f else "0.55" for f in on]
+    if xe is not None or ye is not None:
+        for k in range(len(names)):
+            ax.errorbar(
+                xs[k],
+                ys[k],
+                xerr=None if xe is None else xe[k],
+                yerr=None if ye is None else ye[k],
+                fmt="none",
+                ecolor=colours[k],
+                elinewidth=1,
+                capsize=3,
+            )
+    ax.scatter(xs, ys, color=colours, zorder=3)
     points = sorted((xv, yv) for xv, yv, f in zip(xs, ys, on) if f)
     if points:
         ax.step(*zip(*points), where="post", color="C3", lw=1.2, label="Pareto front")
@@ -540,8 +558,41 @@ def pareto(
             str(n), (xv, yv), fontsize=8, xytext=offset, textcoords="offset points", ha=align
         )
     ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(y)
+    ax.set_ylabel(ylabel or y)
     ax.set_xlim(0, max(xs) * 1.3)
     ax.set_title(title or f"{y} against {x}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def seed_band(
+    stored: Mapping[str, Sequence[Table]],
+    live: Mapping[str, Table] | None = None,
+    chance: float | None = None,
+    title: str = "",
+) -> Figure:
+    """Test accuracy per epoch: the band from the lowest to the highest seed, the seeds' mean as
+    a line, one colour per network, and ``live`` runs drawn over them as dots; chapter 9."""
+    fig, ax = plt.subplots(figsize=(6.8, 4.0))
+    for k, (name, histories) in enumerate(stored.items()):
+        curves = torch.tensor([h.column("test accuracy") for h in histories])
+        epochs = histories[0].column("epoch")
+        lo, hi = curves.min(0).values, curves.max(0).values
+        ax.fill_between(epochs, lo.tolist(), hi.tolist(), color=f"C{k}", alpha=0.25, lw=0)
+        label = f"{name} ({len(histories)} seeds)"
+        ax.plot(epochs, curves.mean(0).tolist(), color=f"C{k}", lw=1.2, label=label)
+    for k, (name, h) in enumerate((live or {}).items()):
+        ax.plot(
+            h.column("epoch"), h.column("test accuracy"), "o", color="black", ms=5,
+            mfc="white" if k else "black", label=f"{name} (trained live)",
+        )  # fmt: skip
+    if chance is not None:
+        ax.axhline(chance, color="0.4", ls="--", lw=1, label="chance")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (top-1)")
+    ax.set_ylim(0, 1)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title or "Test accuracy per epoch over seeds", fontsize=10)
     fig.tight_layout()
     return fig

@@ -1,7 +1,7 @@
 """Published numbers, each table with its source, for side-by-side tables in the book.
 
-Every value is copied from ``shared/reference/papers.md``, which records where it was read (the
-papers' own tables, torchvision's published metadata). Nothing here is measured or computed:
+Every value is copied from the papers' own tables (cited in each table's title) and from
+torchvision's published metadata. Nothing here is measured or computed:
 ratios to the paper's numbers are taken where they are used. Where the paper prints no number
 the value is ``None``. Chapters that use the tables:
 
@@ -235,8 +235,8 @@ _SNV2_TABLE8 = _Ref(
     ),
     note=(
         "'input' is the image side: the paper marks 160x160 rows with * and 192x192 rows with **; "
-        "all others are 224x224. CondenseNet has no speed numbers (None). This table rests on one "
-        "text transcription of the paper (papers.md, gap 3)."
+        "all others are 224x224. CondenseNet has no speed numbers (None). The rows were read from "
+        "a text version of the paper, not checked against a second copy."
     ),
 )
 

@@ -24,11 +24,12 @@ def test_direct_metrics_counts_and_times_every_model(one_thread):
         image_size=16,
         batch_sizes=(1, 4),
         device="cpu",
-        rounds=1,
         min_run_time=0.01,
+        max_seconds=2,
     )
     assert t.column("model") == ["narrow", "wide"]
     assert t.column("test accuracy") == [0.3, 0.6]
+    assert set(t.times) == {"b1 (ms)", "b4 (ms)"} and len(t.times["b1 (ms)"]["wide"]) >= 6
     assert t[0]["MAdds (M)"] == pytest.approx(madds(models["narrow"], (1, 3, 16, 16)) / 1e6)
     assert t[1]["params (M)"] == pytest.approx((32 * 27 + 32) / 1e6)
     # MAC of the 3x3 conv alone: input 3*256, weights 32*27 + 32, output 32*256; ReLU and pool add
@@ -39,7 +40,7 @@ def test_direct_metrics_counts_and_times_every_model(one_thread):
 
 
 def test_direct_metrics_rejects_bad_input():
-    with pytest.raises(ValueError, match="one number per model"):
+    with pytest.raises(ValueError, match="one entry per model"):
         metrics.direct_metrics({"a": net(4)}, {"b": 0.5})
     with pytest.raises(ValueError, match="fraction in \\[0, 1\\]"):
         metrics.direct_metrics({"a": net(4)}, {"a": 50})
@@ -47,6 +48,16 @@ def test_direct_metrics_rejects_bad_input():
         metrics.direct_metrics({"a": "net"}, {"a": 0.5})
     with pytest.raises(ValueError, match="batch_sizes"):
         metrics.direct_metrics({"a": net(4)}, {"a": 0.5}, batch_sizes=(0,))
+    with pytest.raises(ValueError, match="one per seed"):
+        metrics.direct_metrics({"a": net(4)}, {"a": [0.5, 1.5]})
+
+
+def test_direct_metrics_gives_mean_and_spread_over_seeds(one_thread):
+    t = metrics.direct_metrics(
+        {"a": net(4)}, {"a": [0.5, 0.7]}, image_size=16, batch_sizes=(1,), max_seconds=1
+    )
+    assert t[0]["test accuracy"] == pytest.approx(0.6) and t[0]["seeds"] == 2
+    assert t[0]["test accuracy sd"] == pytest.approx(0.1414, abs=1e-4)
 
 
 TABLE = Table(
@@ -66,16 +77,65 @@ def test_pareto_front():
         metrics.pareto_front(TABLE, "ms")
 
 
+def _noisy(gap: float, noise: float, sd: float) -> Table:
+    """Two models: "fast" takes ``1 - gap`` of "slow"'s time, timed in 12 paired rounds."""
+    g = torch.Generator().manual_seed(0)
+    drift = torch.exp(0.3 * torch.randn(12, generator=g))
+    jitter = torch.exp(noise * torch.randn(2, 12, generator=g))
+    t = Table(
+        [
+            {"model": "slow", "b1 (ms)": 1.0, "test accuracy": 0.90, "test accuracy sd": sd},
+            {"model": "fast", "b1 (ms)": 1 - gap, "test accuracy": 0.89, "test accuracy sd": sd},
+        ]
+    )
+    t.times = {
+        "b1 (ms)": {
+            "slow": (drift * jitter[0]).tolist(),
+            "fast": ((1 - gap) * drift * jitter[1]).tolist(),
+        }
+    }
+    return t
+
+
+def test_the_front_and_the_disagreements_know_the_noise():
+    # fast is 10% faster beyond its noise, and 0.01 less accurate: within spreads of 0.01 each
+    clear = _noisy(0.10, 0.01, 0.01)
+    assert metrics.pareto_front(clear, "b1 (ms)") == ["fast"]  # as accurate, and faster
+    # the same gap with spreads of 0.001: slow is more accurate beyond its spread, both stay
+    assert metrics.pareto_front(_noisy(0.10, 0.01, 0.001), "b1 (ms)") == ["fast", "slow"]
+    # a 2% gap in 10% noise: neither is faster beyond the noise, both stay on the front
+    close = _noisy(0.02, 0.10, 0.01)
+    assert metrics.pareto_front(close, "b1 (ms)") == ["fast", "slow"]
+    assert "fast = slow" in metrics.verdict(_with_madds(close))
+    pairs = metrics.accuracy_pairs(clear)
+    assert pairs[0]["verdict"] == "too close to call" and pairs[0]["gap"] == pytest.approx(0.01)
+    assert metrics.accuracy_pairs(_noisy(0.1, 0.01, 0.001))[0]["verdict"] == "more accurate"
+    with pytest.raises(ValueError, match="spread over seeds"):
+        metrics.accuracy_pairs(TABLE)
+
+
+def _with_madds(t: Table) -> Table:
+    out = Table([dict(r, **{"MAdds (M)": m}) for r, m in zip(t, (2.0, 1.0))])
+    out.times = t.times
+    return out
+
+
 def test_disagreements_and_verdict():
     d = metrics.disagreements(TABLE)
     assert len(d) == 1 and list(d[0].values())[:2] == ["a", "b"]
-    assert list(d[0].values())[2:] == [0.5, 1.5]
+    assert list(d[0].values())[2:4] == [0.5, 1.5]
     text = metrics.verdict(TABLE)
-    assert "Cheapest to dearest by MAdds (M): a, b, c, d." in text
-    assert "Fastest to slowest by b1 (ms): b, a, c, d." in text
-    assert "a needs 0.50x the MAdds (M) of b, yet takes 1.50x its time." in text
+    assert "Cheapest to dearest by MAdds (M): a < b < c < d." in text
+    assert "by b1 (ms) (= too close to call): b < a < c < d." in text
+    assert "a needs 0.50x the MAdds (M) of b, yet takes 1.50x its time" in text
     agree = Table([dict(r, **{"b1 (ms)": r["MAdds (M)"]}) for r in TABLE])
-    assert "ranked every pair of models as the clock did" in metrics.verdict(agree)
+    assert "No pair of models is ordered one way" in metrics.verdict(agree)
+    # with measured rounds: fast has fewer MAdds and is faster beyond the noise, so they agree
+    assert not metrics.disagreements(_with_madds(_noisy(0.10, 0.01, 0.01)))
+    slow_cheap = _with_madds(_noisy(0.10, 0.01, 0.01))
+    slow_cheap[0]["MAdds (M)"], slow_cheap[1]["MAdds (M)"] = 1.0, 2.0
+    row = metrics.disagreements(slow_cheap)[0]
+    assert row["than"] == "fast" and row["time ratio"] > 1.05
 
 
 def test_published_quotes_table_8():

@@ -335,7 +335,7 @@ def test_shufflenet_v1_madds_match_the_paper(g, width, paper, tol):
 
 
 # megvii-model/ShuffleNet-Series ShuffleNetV1: widths in network.py, parameter totals counted
-# from that code (papers.md 6.1).
+# from that code.
 MEGVII_V1 = {
     (3, 0.5): ([12, 120, 240, 480], 717_324),
     (3, 1.0): ([24, 240, 480, 960], 1_864_728),
@@ -411,7 +411,7 @@ def test_mobilenet_v2_width_mult():
 @pytest.mark.parametrize(
     ("name", "params", "size", "gmadds"),
     [
-        # torchvision num_params; MAdds: the official checkpoints' FLOPs (papers.md 4.5).
+        # torchvision num_params; MAdds: the FLOPs published with the official checkpoints.
         ("efficientnet_v2_s", 21_458_488, 384, 8.4),
         ("efficientnet_v2_m", 54_139_356, 480, 24.7),
         ("efficientnet_v2_l", 118_515_272, 480, 56.3),

@@ -197,8 +197,31 @@ def test_samples_history_and_pareto():
     )
     fig = plot.pareto(t, "ms", front=["a", "c"], xlabel="latency (ms)")
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "latency (ms)" and len(ax.collections) == 2
+    assert ax.get_xlabel() == "latency (ms)" and len(ax.collections) == 1  # one scatter
     assert list(ax.lines[0].get_xdata()) == [1.0, 3.0]  # the front joins a and c
+    labelled(fig)
+    plt.close(fig)
+    for row in t:
+        row.update({"IQR": 0.2, "sd": 0.05})
+    fig = plot.pareto(t, "ms", front=["a", "c"], xerr="IQR", yerr="sd", ylabel="acc")
+    ax = fig.axes[0]
+    assert ax.get_ylabel() == "acc" and len(ax.containers) == 3  # one error bar per point
+    bars = ax.containers[0].lines[2]  # (x bars, y bars) of the first point
+    assert bars[0].get_segments()[0][:, 0].tolist() == [0.9, 1.1]  # the IQR, split about x
+    assert bars[1].get_segments()[0][:, 1].tolist() == pytest.approx([0.45, 0.55])
+    labelled(fig)
+    plt.close(fig)
+
+
+def test_seed_band():
+    runs = [Table([{"epoch": e, "test accuracy": a + 0.1 * e} for e in (1, 2)]) for a in (0.5, 0.6)]
+    live = Table([{"epoch": 1, "test accuracy": 0.62}])
+    fig = plot.seed_band({"net": runs}, live={"net live": live}, chance=0.1, title="band")
+    ax = fig.axes[0]
+    assert ax.get_title() == "band" and len(ax.collections) == 1  # the band
+    mean, dots, chance = ax.lines
+    assert list(mean.get_ydata()) == pytest.approx([0.65, 0.75])
+    assert list(dots.get_ydata()) == [0.62] and list(chance.get_ydata()) == [0.1, 0.1]
     labelled(fig)
 
 

@@ -1,0 +1,103 @@
+"""results: the store of converged runs (fresh, complete, scored again), and `make results`."""
+
+import hashlib
+import json
+
+import pytest
+
+from shufflelib import results, train
+
+TINY = ["--limit-train", "64", "--limit-test", "64", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def store():
+    return results.load()
+
+
+def test_the_committed_store_was_made_with_the_current_code(store):
+    # Fails after a change to the networks, layers, trainer or data generator: the message says
+    # to run `make results`, which trains the store again.
+    store.check_fresh()
+
+
+def test_the_committed_store_is_complete_and_intact(store):
+    done = {(r.label, r.seed) for r in store.runs}
+    assert done >= {(label, seed) for label in results.BOOK for seed in results.SEEDS}
+    epochs = train.book_settings()["epochs"]
+    for r in store.runs:
+        entry = store.manifest["runs"][r.weights.parent.name]
+        assert hashlib.sha256(r.weights.read_bytes()).hexdigest() == entry["weights sha256"]
+        assert len(r.history) == epochs and r.history[-1]["test accuracy"] == r.accuracy
+        assert "python -m shufflelib.train" in r.command and f"--seed {r.seed}" in r.command
+    for key in ("code", "data", "machine", "torch", "python", "command"):
+        assert store.manifest[key]
+
+
+def test_make_trains_keeps_and_skips(tmp_path, capsys):
+    where = results.make(tmp_path, runs=["shufflenet_v2_x0_5"], seeds=[0], jobs=1, extra=TINY)
+    manifest = json.loads((where / results.MANIFEST).read_text())
+    entry = manifest["runs"]["shufflenet_v2_x0_5-seed0"]
+    assert entry["seed"] == 0 and entry["seconds"] > 0 and "--seed 0" in entry["command"]
+    weights = where / "shufflenet_v2_x0_5-seed0" / "weights.pt"
+    stamp = weights.stat().st_mtime_ns
+    results.make(tmp_path, runs=["shufflenet_v2_x0_5"], seeds=[0], jobs=1, extra=TINY)
+    assert weights.stat().st_mtime_ns == stamp  # a stored run is never trained again
+    store = results.load(tmp_path)
+    assert store.stale() == []
+    scored = results.reevaluate(store, limit=64)
+    assert scored[0]["now"] == scored[0]["recorded"] and scored[0]["images apart"] == 0
+    table = results.accuracy(store)
+    assert table[0]["model"] == "shufflenet_v2_x0_5" and table[0]["seeds"] == 1
+    assert "make results" in store.provenance()
+
+
+def test_a_store_from_other_code_is_stale_and_says_how_to_refresh(tmp_path):
+    results.make(tmp_path, runs=["shufflenet_v2_x0_5"], seeds=[1], jobs=1, extra=TINY)
+    path = tmp_path / results.MANIFEST
+    manifest = json.loads(path.read_text())
+    path.write_text(json.dumps({**manifest, "data": "0" * 12}))
+    store = results.load(tmp_path)
+    assert store.stale() == ["data generator"]
+    with pytest.raises(RuntimeError, match="data generator: run `make results`"):
+        store.check_fresh()
+
+
+def test_missing_store_and_bad_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError, match="make results"):
+        results.load(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="unknown run 'resnet'"):
+        results.make(tmp_path, runs=["resnet"])
+    with pytest.raises(ValueError, match="jobs must be an int >= 1, got 0"):
+        results.make(tmp_path, jobs=0)
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        results.command("shufflenet_v2_x0_5", -1, tmp_path)
+    with pytest.raises(TypeError, match="results.Store"):
+        results.accuracy([])
+    assert results.main(["check", "--store", str(tmp_path / "nowhere")]) == 2
+
+
+def test_command_is_the_book_recipe(tmp_path):
+    argv = results.command("efficientnet_v2_t progressive", 2, tmp_path)
+    s = train.book_settings()
+    assert argv[1:3] == ["-m", "shufflelib.train"] and "--progressive" in argv
+    for flag, value in (("--epochs", s["epochs"]), ("--lr", s["lr"]), ("--seed", 2)):
+        assert argv[argv.index(flag) + 1] == str(value)
+    mnv2 = results.command("mobilenet_v2", 0, tmp_path)
+    assert mnv2[mnv2.index("--width-mult") + 1] == "0.5"
+
+
+def test_plateau_summary_names_who_still_moved():
+    from shufflelib.tables import Table
+
+    table = Table(
+        [
+            {"model": "a", "test accuracy sd": 0.004, "last change": 0.001, "plateau": "yes"},
+            {"model": "b", "test accuracy sd": 0.002, "last change": 0.009, "plateau": "no"},
+        ]
+    )
+    text = results.plateau_summary(table)
+    assert "At a plateau" in text and ": a." in text
+    assert "b (0.009 against a spread of 0.002)" in text
+    with pytest.raises(TypeError, match="results.accuracy"):
+        results.plateau_summary(Table([{"model": "a"}]))
