@@ -66,6 +66,7 @@ __all__ = [
     "optimize",
     "choose",
     "ladder",
+    "step_gains",
     "roofline_bound",
     "roofline_table",
     "roofline_points",
@@ -869,6 +870,39 @@ def ladder(
     table = Table([rows[k] for k in order], title=title, note=note)
     table.times = times
     return table
+
+
+def step_gains(table: Table) -> Table:
+    """Each step of a :func:`ladder` against the step before it, per batch size; chapter 11.
+
+    One row per step and batch size: the speed-up over the previous row of the ladder (its time
+    over this one's, the median of per-round ratios from the same interleaved rounds) with its
+    95% interval, and whether "this step is faster" *holds*, *does not hold* or is *too close to
+    call*. The int8 row is compared with the compiled float row, the step it replaces.
+    """
+    times = getattr(table, "times", None)
+    if not isinstance(table, Table) or not isinstance(times, Mapping) or not times:
+        raise TypeError("table must be the Table that deploy.ladder returns (with its times)")
+    variants = table.column("variant")
+    rows = []
+    for b, per_variant in times.items():
+        for prev, step in zip(variants, variants[1:]):
+            if step == "+ int8":
+                prev = "+ compiled"
+            iv = stats.ratio_interval(per_variant[prev], per_variant[step])
+            rows.append(
+                {
+                    "model": table[0]["model"],
+                    "batch": b,
+                    "step": step,
+                    "over": prev,
+                    "speed-up": iv.estimate,
+                    "low": iv.low,
+                    "high": iv.high,
+                    "faster": stats.verdict(iv, 1.0, claim="above"),
+                }
+            )
+    return Table(rows, title="each step against the one before it (speed-up = its time over ours)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ __all__ = [
     "disagreements",
     "verdict",
     "accuracy_pairs",
+    "latency_pairs",
     "published",
 ]
 
@@ -252,6 +253,37 @@ def verdict(table: Table, predicted: str = "MAdds (M)", measured: str = "b1 (ms)
             f"time (95% interval {r[4]})."
         )
     return "\n".join(lines)
+
+
+def latency_pairs(table: Table, measured: str = "b1 (ms)", label: str = "model") -> Table:
+    """Every pair of models: the paired time ratio on ``measured`` with its 95% interval.
+
+    Each row puts the faster model (by the ratio's estimate) first; ``verdict`` is "faster" when
+    the interval lies wholly below 1 and "too close to call" otherwise. Needs the table's
+    ``times`` (from :func:`direct_metrics`). Chapter 10.
+    """
+    names = _column(table, label)
+    _column(table, measured)
+    if measured not in getattr(table, "times", {}):
+        raise ValueError(
+            f"latency_pairs needs the per-round times of {measured!r} (direct_metrics)"
+        )
+    rows = []
+    for i, j in combinations(range(len(names)), 2):
+        ratio = _cost_ratio(table, measured, i, j)
+        if ratio.estimate > 1:
+            i, j = j, i
+            ratio = _cost_ratio(table, measured, i, j)
+        rows.append(
+            {
+                "model": names[i],
+                "against": names[j],
+                "time ratio": ratio.estimate,
+                "95% interval": f"[{ratio.low:.2f}, {ratio.high:.2f}]",
+                "verdict": "faster" if ratio.side(1.0) < 0 else CLOSE,
+            }
+        )
+    return Table(rows, title=f"latency, pair by pair ({measured}): paired ratios with intervals")
 
 
 def accuracy_pairs(table: Table, quality: str = "test accuracy") -> Table:

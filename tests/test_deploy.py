@@ -521,3 +521,25 @@ def test_profile_by_operator_shares_add_up():
 def test_bad_input(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+def test_step_gains_compare_each_step_with_the_one_before():
+    from shufflelib.tables import Table
+
+    variants = ["torchvision eager", "ours eager", "+ compiled", "+ int8"]
+    table = Table({"model": "net", "variant": v} for v in variants)
+    g = torch.Generator().manual_seed(0)
+    drift = torch.exp(0.2 * torch.randn(10, generator=g))
+    scale = {"torchvision eager": 1.0, "ours eager": 0.99, "+ compiled": 0.5, "+ int8": 0.25}
+    table.times = {
+        1: {
+            v: (scale[v] * drift * torch.exp(0.05 * torch.randn(10, generator=g))).tolist()
+            for v in variants
+        }
+    }
+    rows = {r["step"]: r for r in deploy.step_gains(table)}
+    assert rows["ours eager"]["faster"] == "too close to call"  # 1% in 5% noise
+    assert rows["+ compiled"]["faster"] == "holds" and rows["+ compiled"]["over"] == "ours eager"
+    assert rows["+ int8"]["over"] == "+ compiled" and 1.6 < rows["+ int8"]["speed-up"] < 2.5
+    with pytest.raises(TypeError, match="deploy.ladder"):
+        deploy.step_gains(Table([{"variant": "a"}]))

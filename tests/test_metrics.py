@@ -107,6 +107,12 @@ def test_the_front_and_the_disagreements_know_the_noise():
     close = _noisy(0.02, 0.10, 0.01)
     assert metrics.pareto_front(close, "b1 (ms)") == ["fast", "slow"]
     assert "fast = slow" in metrics.verdict(_with_madds(close))
+    fast = metrics.latency_pairs(clear)[0]
+    assert (fast["model"], fast["against"], fast["verdict"]) == ("fast", "slow", "faster")
+    assert 0.85 < fast["time ratio"] < 0.95
+    assert metrics.latency_pairs(close)[0]["verdict"] == "too close to call"
+    with pytest.raises(ValueError, match="per-round times"):
+        metrics.latency_pairs(TABLE)
     pairs = metrics.accuracy_pairs(clear)
     assert pairs[0]["verdict"] == "too close to call" and pairs[0]["gap"] == pytest.approx(0.01)
     assert metrics.accuracy_pairs(_noisy(0.1, 0.01, 0.001))[0]["verdict"] == "more accurate"
