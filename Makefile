@@ -23,10 +23,10 @@ $(STAMP): requirements.txt pyproject.toml
 	@touch $(STAMP)
 
 # Jupyter Book caches each notebook's outputs keyed by the notebook's own code. A change to the
-# library or the requirements must re-execute them too, so the cache is dropped when those change,
+# library, the results store or the requirements must re-execute them too, so the cache is dropped when those change,
 # with Sphinx's saved state (.doctrees), without which it would keep the pages it already wrote.
 # The stamp is written at once, since everything cached from then on uses the current library.
-LIBHASH = $(shell cat requirements.txt pyproject.toml $$(find shufflelib -name '*.py' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+LIBHASH = $(shell cat requirements.txt pyproject.toml $$(find shufflelib -name '*.py' -o -name manifest.json | LC_ALL=C sort) | sha256sum | cut -c1-16)
 CACHE   := _build/.jupyter_cache
 STUDENT := _build/student
 

@@ -75,10 +75,32 @@ RUNS: dict[str, dict[str, Any]] = {
     **{
         name: {"model": name, "model_kwargs": kw, "options": []} for name, kw in BOOK_MODELS.items()
     },
+    # At the book's peak learning rate of 0.05, MobileNetV2 0.5x and EfficientNetV2-T were unstable
+    # in their first epochs (a training loss above ln 10, the loss of guessing) and ended below
+    # 0.90 (MobileNetV2 0.25-0.49 over three seeds, EfficientNetV2-T 0.86 with seed 0). At the
+    # trainer's own default for batch 32, 0.1 * 32 / 128 = 0.025, they learn from the first epoch
+    # but more slowly (MobileNetV2 0.83-0.84 after 4 epochs, still rising by 0.04 an epoch), so
+    # they train 8 epochs.
+    "mobilenet_v2": {
+        "model": "mobilenet_v2",
+        "model_kwargs": BOOK_MODELS["mobilenet_v2"],
+        "options": [],
+        "lr": 0.025,
+        "epochs": 8,
+    },
+    "efficientnet_v2_t": {
+        "model": "efficientnet_v2_t",
+        "model_kwargs": {},
+        "options": [],
+        "lr": 0.025,
+        "epochs": 8,
+    },
     "efficientnet_v2_t progressive": {
         "model": "efficientnet_v2_t",
         "model_kwargs": {},
         "options": ["--progressive"],
+        "lr": 0.025,
+        "epochs": 8,
     },
 }
 BOOK = tuple(BOOK_MODELS)
@@ -108,14 +130,30 @@ def command(label: str, seed: int, checkpoint_dir: str | os.PathLike) -> list[st
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     spec, s = RUNS[label], book_settings()
-    argv = ["--model", spec["model"], "--seed", str(seed), "--epochs", str(s["epochs"])]
-    argv += ["--batch-size", str(s["batch_size"]), "--lr", str(s["lr"])]
+    lr, epochs = spec.get("lr", s["lr"]), spec.get("epochs", s["epochs"])
+    argv = ["--model", spec["model"], "--seed", str(seed), "--epochs", str(epochs)]
+    argv += ["--batch-size", str(s["batch_size"]), "--lr", str(lr)]
     argv += ["--label-smoothing", str(s["label_smoothing"])]
     argv += ["--warmup-epochs", str(s["warmup_epochs"]), "--data", s["data"]]
     for key, value in spec["model_kwargs"].items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     argv += spec["options"] + ["--checkpoint-dir", str(checkpoint_dir), "--resume"]
     return [sys.executable, "-m", "shufflelib.train", *argv, "--no-progress", "--workers", "0"]
+
+
+def _recipe(label_or_command: str, seed: int | None = None) -> str:
+    """The training options of a run, without where it writes: from a stored command string, or
+    the current one for ``(label, seed)``. A stored run whose recipe changed is trained again."""
+    if seed is None:
+        text = label_or_command
+    else:
+        text = " ".join(command(label_or_command, seed, "-"))
+    return "--model" + text.split("--model", 1)[1].split(" --checkpoint-dir")[0]
+
+
+def _option(command_text: str, flag: str) -> float:
+    """The value of ``flag`` (e.g. ``--lr``) in a stored run's command."""
+    return float(command_text.split(f"{flag} ", 1)[1].split()[0])
 
 
 def _sha256(path: Path) -> str:
@@ -193,7 +231,13 @@ def make(
     old = _read_manifest(store) if (store / MANIFEST).is_file() else {}
     fresh = old.get("code") == head["code"] and old.get("data") == head["data"]
     manifest = {**head, "runs": dict(old.get("runs", {})) if fresh else {}}
-    todo = [(lb, s) for lb in labels for s in seeds if _folder(lb, s) not in manifest["runs"]]
+    done = manifest["runs"]
+    todo = [
+        (lb, s)
+        for lb in labels
+        for s in seeds
+        if _folder(lb, s) not in done or _recipe(done[_folder(lb, s)]["command"]) != _recipe(lb, s)
+    ]
     threads = max(1, (os.cpu_count() or 1) // jobs)
 
     def one(job: tuple[str, int]) -> None:
@@ -255,12 +299,22 @@ class Store:
     runs: tuple[StoredRun, ...]
 
     def stale(self) -> list[str]:
-        """What changed since the store was made: "training code", "data generator", or none."""
+        """What changed since the store was made: the training code, the data generator, or the
+        recipe (command line) of some runs; an empty list when nothing did."""
         changed = []
         if self.manifest.get("code") != source_digest(_CODE):
             changed.append("training code")
         if self.manifest.get("data") != source_digest(_DATA_CODE):
             changed.append("data generator")
+        moved = sorted(
+            {
+                r.label
+                for r in self.runs
+                if r.label in RUNS and _recipe(r.command) != _recipe(r.label, r.seed)
+            }
+        )
+        if moved:
+            changed.append(f"recipe ({', '.join(moved)})")
         return changed
 
     def check_fresh(self) -> None:
@@ -391,6 +445,8 @@ def accuracy(store: Store) -> Table:
                 "test accuracy": mean,
                 "test accuracy sd": sd,
                 "lowest": min(finals),
+                "epochs": int(_option(runs[0].command, "--epochs")),
+                "peak lr": _option(runs[0].command, "--lr"),
                 "last change": last,
                 "plateau": "yes" if last < max(sd, 0.005) else "no",
             }

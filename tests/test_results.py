@@ -24,10 +24,10 @@ def test_the_committed_store_was_made_with_the_current_code(store):
 def test_the_committed_store_is_complete_and_intact(store):
     done = {(r.label, r.seed) for r in store.runs}
     assert done >= {(label, seed) for label in results.BOOK for seed in results.SEEDS}
-    epochs = train.book_settings()["epochs"]
     for r in store.runs:
         entry = store.manifest["runs"][r.weights.parent.name]
         assert hashlib.sha256(r.weights.read_bytes()).hexdigest() == entry["weights sha256"]
+        epochs = int(r.command.split("--epochs ")[1].split()[0])
         assert len(r.history) == epochs and r.history[-1]["test accuracy"] == r.accuracy
         assert "python -m shufflelib.train" in r.command and f"--seed {r.seed}" in r.command
     for key in ("code", "data", "machine", "torch", "python", "command"):
@@ -81,8 +81,11 @@ def test_command_is_the_book_recipe(tmp_path):
     argv = results.command("efficientnet_v2_t progressive", 2, tmp_path)
     s = train.book_settings()
     assert argv[1:3] == ["-m", "shufflelib.train"] and "--progressive" in argv
-    for flag, value in (("--epochs", s["epochs"]), ("--lr", s["lr"]), ("--seed", 2)):
+    for flag, value in (("--epochs", 8), ("--lr", 0.025), ("--seed", 2)):
         assert argv[argv.index(flag) + 1] == str(value)
+    snv2 = results.command("shufflenet_v2_x0_5", 0, tmp_path)
+    for flag, value in (("--epochs", s["epochs"]), ("--lr", s["lr"])):
+        assert snv2[snv2.index(flag) + 1] == str(value)
     mnv2 = results.command("mobilenet_v2", 0, tmp_path)
     assert mnv2[mnv2.index("--width-mult") + 1] == "0.5"
 
