@@ -1,8 +1,9 @@
 """The results store: converged training runs over several seeds, kept in the repository; ch. 9-11.
 
-Training the book's four networks to a plateau, three seeds each, takes about an hour on a
-laptop CPU: too long for every build. ``make results`` (``python -m shufflelib.results make``)
-does it once with the library's own training command line, ``python -m shufflelib.train``, and
+Training the book's four networks until they stop improving, three seeds each, takes about an
+hour on a laptop CPU: too long for every build. ``make results``
+(``python -m shufflelib.results make``) does it once with the library's own training command
+line, ``python -m shufflelib.train``, and
 keeps for every run its final weights (``weights.pt``, a float32 ``state_dict``) and its
 per-epoch history (``history.json``) in ``shufflelib/store/<run>-seed<k>/``, and a manifest: the
 exact command of each run, a hash of the training code and one of the data generator
@@ -351,7 +352,7 @@ class Store:
         seconds = sum(r.seconds for r in self.runs)
         commands = sorted({r.command.split(" --checkpoint-dir")[0] for r in self.runs})
         return (
-            f"results store {self.path.name}/: {len(self.runs)} runs made by `{m['command']}`, "
+            f"stored runs: {len(self.runs)} made by `{m['command']}`, "
             f"{seconds / 60:.0f} min of training summed over the runs | training code "
             f"{m['code']}, data generator {m['data']} | {m['machine']}\n"
             f"for example: {commands[0]}"
@@ -393,7 +394,7 @@ def reevaluate(store: Store, device: torch.device | str = "cpu", limit: int | No
     if not isinstance(store, Store):
         raise TypeError(f"store must be a results.Store from results.load(), got {store!r}")
     rows = []
-    for r in store.runs:
+    for r in (r for runs in store.by_label().values() for r in runs):
         test = _data.embedded("test", seed=r.seed)
         score = evaluate(r.model(), test, device=device, limit=limit)
         rows.append(
