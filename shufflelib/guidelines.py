@@ -806,7 +806,7 @@ def _need(speeds: dict[str, stats.Interval], label: str, guideline: str) -> stat
 
 
 def _x(iv: stats.Interval) -> str:
-    return f"{iv.estimate:.2f}x [{iv.low:.2f}, {iv.high:.2f}]"
+    return f"{iv.estimate:.{iv.decimals}f}x {iv.bounds}"
 
 
 def _slower_rows(
@@ -876,22 +876,31 @@ def outcome(table: Sequence[dict[str, Any]], guideline: str) -> str:
     return _judge(table, guideline)[0]
 
 
+def _machine_line(note: str) -> str:
+    """The machine part of a sweep's note: everything before its sampling details."""
+    parts = note.split(" | ")
+    cut = next((i for i, p in enumerate(parts) if "interleaved rounds" in p), len(parts))
+    return " | ".join(parts[:cut])
+
+
 def summary(results: Mapping[str, Mapping[str, Table]]) -> Table:
     """One row per guideline and size: the verdict and the sentence with its intervals; ch. 4.
 
     ``results`` maps a guideline ("G1" .. "G4") to its sweeps, keyed by a size label, e.g.
     ``{"G1": {"x1": g1_sweep(1), ...}, ...}``. The column ``verdict`` is "holds", "does not
     hold" or "too close to call"; ``why`` is the rest of :func:`verdict`'s sentence, with the
-    deciding intervals. The machine line of the first sweep is the note.
+    deciding intervals. The note is the first sweep's machine line; each sweep's own table says
+    how many rounds it ran and why it stopped.
     """
     rows = []
     note = ""
     for guideline, tables in results.items():
         for size, table in tables.items():
             result, text = _judge(table, guideline)
-            note = note or getattr(table, "note", "")
+            note = note or _machine_line(getattr(table, "note", ""))
             why = text.split(": ", 1)[1]  # the sentence without its "G1 holds here" lead
             rows.append(
                 {"guideline": guideline.upper(), "size": size, "verdict": result, "why": why}
             )
+    note += " | 95% intervals of paired, interleaved rounds, per sweep (see each sweep's note)"
     return Table(rows, title="ShuffleNet V2's guidelines, measured on this machine", note=note)

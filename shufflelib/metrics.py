@@ -216,7 +216,7 @@ def disagreements(
                     "than": names[dear],
                     predicted + " ratio": p[cheap] / p[dear],
                     "time ratio": ratio.estimate,
-                    "95% interval": f"[{ratio.low:.2f}, {ratio.high:.2f}]",
+                    "95% interval": ratio.bounds,
                 }
             )
     return Table(rows, title=f"where {predicted} and {measured} disagree beyond the noise")
@@ -279,7 +279,7 @@ def latency_pairs(table: Table, measured: str = "b1 (ms)", label: str = "model")
                 "model": names[i],
                 "against": names[j],
                 "time ratio": ratio.estimate,
-                "95% interval": f"[{ratio.low:.2f}, {ratio.high:.2f}]",
+                "95% interval": ratio.bounds,
                 "verdict": "faster" if ratio.side(1.0) < 0 else CLOSE,
             }
         )

@@ -81,8 +81,23 @@ class Interval:
             return -1
         return 0
 
+    @property
+    def decimals(self) -> int:
+        """2, or more when an end of the interval would otherwise print as 1 without being 1, so
+        that a printed interval never seems to touch the threshold its verdict was drawn from."""
+        for d in (2, 3, 4):
+            if all(f"{v:.{d}f}" != f"{1:.{d}f}" or v == 1 for v in (self.low, self.high)):
+                return d
+        return 5
+
+    @property
+    def bounds(self) -> str:
+        """The interval as text, ``[low, high]``."""
+        d = self.decimals
+        return f"[{self.low:.{d}f}, {self.high:.{d}f}]"
+
     def __str__(self) -> str:
-        return f"{self.estimate:.2f} [{self.low:.2f}, {self.high:.2f}]"
+        return f"{self.estimate:.{self.decimals}f} {self.bounds}"
 
 
 def _check_confidence(confidence: object) -> float:

@@ -557,7 +557,8 @@ def test_g1_smoke_sweep_really_timed():
 
 
 def test_summary_gives_three_valued_verdicts():
-    good = Table(g1_rows(REF, (0.9,), (0.8,), (0.6,)), note="machine line")
+    note = "cpu | torch | 9 interleaved rounds (every interval within +-3%) | relative speed: ..."
+    good = Table(g1_rows(REF, (0.9,), (0.8,), (0.6,)), note=note)
     bad = Table(g1_rows(REF, (0.9,), (1.2,), (0.6,)))
     g4 = Table(g4_rows(REF, (1.0,), (1.0,), (1.01, 0.05)))
     table = G.summary({"G1": {"x1": good, "x2": bad}, "g4": {"c=32": g4}})
@@ -565,5 +566,5 @@ def test_summary_gives_three_valued_verdicts():
     assert table.column("guideline") == ["G1", "G1", "G4"]
     assert table.column("size") == ["x1", "x2", "c=32"]
     assert table.column("verdict") == [stats.HOLDS, stats.FAILS, stats.CLOSE]
-    assert table.note == "machine line"
+    assert table.note.startswith("cpu | torch | 95% intervals")  # no sweep's sampling line
     assert table[1]["why"].startswith("1:6 runs at 1.20x [1.18, 1.22] the speed of 1:1")

@@ -66,6 +66,9 @@ def test_too_few_rounds_give_no_verdict():
 def test_interval_words_and_sides():
     ci = stats.Interval(1.2, 1.1, 1.3, 8)
     assert str(ci) == "1.20 [1.10, 1.30]"
+    # an end that would print as 1.00 without being 1 gets more decimals
+    assert str(stats.Interval(1.12, 1.003, 1.43, 8)) == "1.120 [1.003, 1.430]"
+    assert stats.Interval(0.9, 0.8, 1.0, 8).bounds == "[0.80, 1.00]"  # exactly 1: 2 decimals
     assert ci.side(1.0) == 1 and ci.side(1.4) == -1 and ci.side(1.2) == 0
     assert ci.halfwidth == pytest.approx(0.1 / 1.2)
 
