@@ -205,7 +205,7 @@ def g1_configs(
 
     ``c = G1_BASE[platform] * scale`` (32 for the ARM column, 128 for GPU). The paper prints
     (c1, c2) for its x1 columns only; that its x2 and x4 columns scale the channels by 2 and 4 is
-    **our reading** (papers.md, section 1.2). FLOPs per block are ``2 hw c1 c2``, held at
+    **our reading**. FLOPs per block are ``2 hw c1 c2``, held at
     ``2 hw c^2``:
 
     - ``channels="flops"`` (default): ``c1 = round(c / sqrt(r))`` and ``c2 = r c1`` when that keeps
