@@ -30,10 +30,14 @@ LIBHASH = $(shell cat requirements.txt pyproject.toml $$(find shufflelib -name '
 CACHE   := _build/.jupyter_cache
 STUDENT := _build/student
 
+# One build measures this machine's roofline once (the first chapter that draws it) and every
+# chapter reads it from this file (shufflelib.bench.roofline_probe); it goes with the cache.
+export SHUFFLEBOOK_ROOFLINE := $(CURDIR)/_build/roofline.json
+
 cache:
-	@if [ -d $(CACHE) ] && [ "$$(cat $(CACHE)/.libhash 2>/dev/null)" != "$(LIBHASH)" ]; then \
+	@if [ ! -d $(CACHE) ] || [ "$$(cat $(CACHE)/.libhash 2>/dev/null)" != "$(LIBHASH)" ]; then \
 		echo "shufflelib or requirements changed: re-executing every notebook"; \
-		rm -rf $(CACHE) _build/.doctrees $(STUDENT); fi
+		rm -rf $(CACHE) _build/.doctrees $(STUDENT) $(SHUFFLEBOOK_ROOFLINE) $(SHUFFLEBOOK_ROOFLINE).lock; fi
 	@mkdir -p $(CACHE) && echo "$(LIBHASH)" > $(CACHE)/.libhash
 
 # The teacher's edition: exercises with their solutions (the published site).

@@ -42,6 +42,9 @@ def config(edition: str, root: Path = ROOT, execute: str | None = None) -> dict:
     cfg.setdefault("execute", {})["cache"] = str(root / "_build" / ".jupyter_cache")
     if execute is not None:
         cfg["execute"]["execute_notebooks"] = execute
+    if execute == "off":  # no outputs, so no figure for the front page to paste (book/intro.md)
+        quiet = sphinx["config"].setdefault("suppress_warnings", [])
+        quiet += ["mystnb.glue", "mystnb.glue_ref"]
     if edition == "student":
         cfg["title"] = f"{cfg['title']} (student edition)"
     return cfg

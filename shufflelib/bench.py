@@ -9,14 +9,16 @@ enough or a time cap is reached; chapter 4 ("How this book measures") explains t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,7 +26,7 @@ import torch
 from . import stats
 from .cost import count_params, mac, madds
 from .ops import channel_shuffle, channel_split, shuffle_permutation, shuffle_split
-from .tables import Table
+from .tables import Table, count
 
 __all__ = [
     "MachineInfo",
@@ -42,6 +44,7 @@ __all__ = [
     "Roofline",
     "roofline_probe",
     "operator_roofline",
+    "roofline_reading",
     "model_latency",
     "mbconv_vs_fused",
 ]
@@ -124,7 +127,8 @@ class MachineInfo:
 
     def __str__(self) -> str:
         return (
-            f"{self.cpu} ({self.cores} cores, {self.threads} threads) | device {self.device}"
+            f"{self.cpu} ({count(self.cores, 'core')}, {count(self.threads, 'thread')}) "
+            f"| device {self.device}"
             f" | torch {self.torch} | Python {self.python}"
         )
 
@@ -155,6 +159,7 @@ class Measurement:
     runs: int
     threads: int
     device: str
+    fastest: float = float("nan")  # seconds per call in the fastest timed block
 
     def as_row(self, unit: str = "ms") -> dict[str, Any]:
         scales = {"s": 1.0, "ms": 1e3, "us": 1e6}
@@ -234,6 +239,7 @@ def measure(
         runs=m.number_per_run * len(m.times),
         threads=threads,
         device=_device_of(inputs),
+        fastest=times[0],
     )
 
 
@@ -432,8 +438,8 @@ def compare(
     if threads is not None:  # the machine line states the threads the timing used
         info = MachineInfo(**{**info.__dict__, "threads": threads})
     table.note = (
-        f"{info} | {n + 1} interleaved rounds ({why}); ratio: {estimator} of the per-round "
-        f"ratios, {confidence:.0%} interval"
+        f"{info} | {count(n + 1, 'interleaved round')} ({why}); ratio: {estimator} of the "
+        f"per-round ratios, {confidence:.0%} interval"
     )
     return table
 
@@ -579,6 +585,26 @@ def shuffle_split_benchmark(
     )
 
 
+def _compare_modules(
+    modules: Mapping[str, torch.nn.Module],
+    x: torch.Tensor,
+    device: torch.device,
+    min_run_time: float,
+    threads: int | None,
+    sampling: Mapping[str, Any],
+) -> Table:
+    """:func:`compare` of ``module(x)`` for each module, against the first one."""
+    return compare(
+        {name: (lambda m=m: m(x)) for name, m in modules.items()},
+        (),
+        baseline=next(iter(modules)),
+        min_run_time=min_run_time,
+        device=device,
+        threads=threads,
+        **sampling,
+    )
+
+
 def group_conv_sweep(
     channels: int = 256,
     size: int = 28,
@@ -587,12 +613,18 @@ def group_conv_sweep(
     batch: int = 8,
     groups: Sequence[int] | None = None,
     device: torch.device | str | None = None,
-    min_run_time: float = 0.3,
+    min_run_time: float = 0.05,
+    threads: int | None = None,
+    rounds: int = MIN_ROUNDS,
+    **sampling: Any,
 ) -> Table:
     """One ``channels -> channels`` convolution per group count: parameters, MAdds and time; ch. 1.
 
-    Parameters and multiply-adds are counted by :mod:`shufflelib.cost` (not by formula), and the
-    forward pass on a ``(batch, channels, size, size)`` input is timed with :func:`measure`.
+    Parameters and multiply-adds are counted by :mod:`shufflelib.cost` (not by formula). The
+    forward passes on a ``(batch, channels, size, size)`` input are timed side by side in
+    interleaved rounds by :func:`compare` (``sampling``: ``max_rounds``, ``target``,
+    ``max_seconds``, ``estimator``), so ``time / g=1`` is a paired ratio with its 95% interval
+    (``low``, ``high``), and a slow moment of the machine falls on every group count alike.
     """
     if groups is None:
         groups = [g for g in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if g <= channels]
@@ -603,31 +635,42 @@ def group_conv_sweep(
             )
     if _not_int(kernel_size) or kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be an odd int >= 1, got {kernel_size!r}")
+    sampling = sampling_arguments(rounds, {"max_seconds": 10.0, **sampling})
     device = pick_device() if device is None else torch.device(device)
-    x = torch.randn(batch, channels, size, size, device=device)
-    rows = []
-    for g in groups:
-        conv = torch.nn.Conv2d(
+    shape = (batch, channels, size, size)
+    x = torch.randn(*shape, device=device)
+    convs = {
+        f"g={g}": torch.nn.Conv2d(
             channels, channels, kernel_size, padding=kernel_size // 2, groups=g, bias=False
         ).to(device)
-        m = measure(conv, x, label=f"g={g}", min_run_time=min_run_time)
-        ops = madds(conv, (batch, channels, size, size))
+        for g in groups
+    }
+    first = next(iter(convs))
+    timed = _compare_modules(convs, x, device, min_run_time, threads, sampling)
+    rows = []
+    for g, row in zip(groups, timed):
+        conv, ops = convs[row["name"]], madds(convs[row["name"]], shape)
         rows.append(
             {
                 "g": g,
                 "weight shape": tuple(conv.weight.shape),
                 "params": count_params(conv),
                 "MAdds": ops,
-                "median (ms)": m.median * 1e3,
-                "IQR (ms)": m.iqr * 1e3,
-                "GMAdd/s": ops / m.median / 1e9,
+                "median (ms)": row["median (ms)"],
+                "IQR (ms)": row["IQR (ms)"],
+                f"time / {first}": row["ratio"],
+                "low": row["ratio low"],
+                "high": row["ratio high"],
+                "GMAdd/s": ops / (row["median (ms)"] * 1e-3) / 1e9,
             }
         )
     title = (
         f"{kernel_size}x{kernel_size} convolution {channels}->{channels} channels, "
         f"input ({batch}, {channels}, {size}, {size}), {device}"
     )
-    return Table(rows, title=title, note=str(machine_info(device)))
+    table = Table(rows, title=title, note=timed.note)
+    table.times, table.intervals = timed.times, timed.intervals
+    return table
 
 
 @dataclass(frozen=True)
@@ -665,6 +708,9 @@ class Roofline:
         )
 
 
+ROOFLINE_FILE = "SHUFFLEBOOK_ROOFLINE"  # env: a JSON file where one build keeps its roofline
+
+
 def roofline_probe(
     device: torch.device | str | None = None,
     *,
@@ -675,10 +721,17 @@ def roofline_probe(
 ) -> Roofline:
     """Measure this machine's peak multiply-add rate and copy bandwidth, in a few seconds; ch. 3.
 
-    Peak: a square float32 matrix product (``n^3`` multiply-adds), the best case for arithmetic.
-    Bandwidth: ``dst.copy_(src)`` on buffers far larger than the caches, counting bytes read plus
-    bytes written. Both are medians from :func:`measure` with the current thread count. A copy of
-    ``cache_mib`` (small enough to stay in the caches) gives the bandwidth that small tensors see.
+    Peak: square float32 matrix products (``n^3`` multiply-adds) of side ``n`` and ``n / 2``,
+    the best case for arithmetic. Bandwidth: ``dst.copy_(src)`` on buffers far larger than the
+    caches, counting bytes read plus bytes written; a copy of ``cache_mib`` (small enough to stay
+    in the caches) gives the bandwidth that small tensors see. Each ceiling is taken from the
+    *fastest* timed block, not the median: other work on the machine can slow a run but never
+    speed it past the hardware, so the fastest run is the closest to the ceiling.
+
+    When the environment variable ``SHUFFLEBOOK_ROOFLINE`` names a file (the Makefile sets it
+    for a build), the first chapter to probe writes its result there and every later call on
+    the same machine, device, thread count and sizes reads it, so all chapters of one build
+    draw the same roofline.
     """
     device = pick_device() if device is None else torch.device(device)
     big = device.type != "cpu"
@@ -690,22 +743,44 @@ def roofline_probe(
         raise ValueError(f"copy_mib must be an int >= 1, got {mib!r}")
     if _not_int(cache_mib) or cache_mib < 1:
         raise ValueError(f"cache_mib must be an int >= 1, got {cache_mib!r}")
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    mm = measure(torch.mm, (a, b), label="matmul", min_run_time=min_run_time)
-    del a, b
+    if _not_number(min_run_time) or min_run_time <= 0:
+        raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
+    key = f"{machine_info(device)} | matmul {n} | copy {mib} MiB | cache {cache_mib} MiB"
+    path = os.environ.get(ROOFLINE_FILE)
+    if not path:
+        return _probe(device, n, mib, cache_mib, min_run_time)
+    import fcntl  # a build runs on Linux or macOS; the lock makes chapters run side by side wait
+
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+        if key not in kept:
+            kept[key] = asdict(_probe(device, n, mib, cache_mib, min_run_time))
+            tmp = Path(f"{path}.tmp")
+            tmp.write_text(json.dumps(kept, indent=1))
+            os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
+        return Roofline(**kept[key])
+
+
+def _probe(device: torch.device, n: int, mib: int, cache_mib: int, run: float) -> Roofline:
+    rates = []
+    for side in (n // 2, n):
+        a = torch.randn(side, side, device=device)
+        b = torch.randn(side, side, device=device)
+        rates.append(side**3 / measure(torch.mm, (a, b), label="matmul", min_run_time=run).fastest)
+        del a, b
     src = torch.ones(mib * 2**20 // 4, device=device)
     dst = torch.empty_like(src)
-    cp = measure(dst.copy_, (src,), label="copy", min_run_time=min_run_time)
+    cp = measure(dst.copy_, (src,), label="copy", min_run_time=run)
     del src, dst
     small = torch.ones(cache_mib * 2**20 // 4, device=device)
     small_dst = torch.empty_like(small)
-    cache = measure(small_dst.copy_, (small,), label="copy", min_run_time=min_run_time)
+    cache = measure(small_dst.copy_, (small,), label="copy", min_run_time=run)
     return Roofline(
-        cache_bandwidth=2 * small.numel() * 4 / cache.median,
+        cache_bandwidth=2 * small.numel() * 4 / cache.fastest,
         cache_copy_bytes=small.numel() * 4,
-        peak_madds=n**3 / mm.median,
-        bandwidth=2 * mib * 2**20 / cp.median,
+        peak_madds=max(rates),
+        bandwidth=2 * mib * 2**20 / cp.fastest,
         device=str(device),
         matmul_size=n,
         copy_bytes=mib * 2**20,
@@ -779,6 +854,52 @@ def operator_roofline(
     return Table(rows, title=title, note=str(machine_info(device)))
 
 
+def roofline_reading(roof: Roofline, operators: Table) -> Table:
+    """Each operator of :func:`operator_roofline` read against ``roof``; chapter 3.
+
+    ``bound here`` says which ceiling limits it on this machine (memory below the ridge, compute
+    above; data movement is always memory). ``of DRAM roof`` is its measured rate over the most
+    the roofline allows it (GMAdd/s over ``min(P, I * bandwidth)``, or GB/s over the bandwidth
+    for operators with no arithmetic), and ``of cache roof`` the same with the in-cache copy
+    bandwidth. ``reading`` explains any operator above the DRAM roof: the roof is a ceiling for
+    data streamed from DRAM, and tensors that stay in cache move faster, up to the cache roof;
+    an operator above that too means the probe's ceiling is below what this operator reaches.
+    """
+    if not isinstance(roof, Roofline):
+        raise TypeError(f"roof must be a bench.Roofline, got {type(roof).__name__}")
+    if not isinstance(operators, Table) or "GMAdd/s" not in operators.columns:
+        raise ValueError("operators must be the Table that bench.operator_roofline returns")
+    cache_bw = roof.cache_bandwidth if roof.cache_copy_bytes else roof.bandwidth
+    rows = []
+    for r in operators:
+        moving = r["MAdds"] == 0
+        if moving:
+            dram, cache = r["GB/s"] * 1e9 / roof.bandwidth, r["GB/s"] * 1e9 / cache_bw
+        else:
+            done, i = r["GMAdd/s"] * 1e9, r["MAdd/byte"]
+            dram = done / roof.attainable(i)
+            cache = done / min(roof.peak_madds, i * cache_bw)
+        if dram <= 1:
+            reading = "within the roof"
+        elif cache <= 1:
+            mb = r["MAC (bytes)"] / 2**20
+            reading = f"above the DRAM roof: its {mb:.1f} MiB stay in cache"
+        else:
+            reading = "above both roofs: this operator beats the probe's ceiling"
+        rows.append(
+            {
+                "operator": r["operator"],
+                "MAdd/byte": r["MAdd/byte"],
+                "bound here": "memory" if moving or r["MAdd/byte"] < roof.ridge else "compute",
+                "of DRAM roof": dram,
+                "of cache roof": cache,
+                "reading": reading,
+            }
+        )
+    title = f"the operators against this machine's roofline (ridge {roof.ridge:.2f} MAdd/byte)"
+    return Table(rows, title=title, note=operators.note)
+
+
 def _check_models(models: object, input_size: Sequence[int]) -> None:
     if not isinstance(models, Mapping) or not models:
         raise ValueError(f"models must name at least one model, got {models!r}")
@@ -816,15 +937,7 @@ def model_latency(
     nets = {name: m.to(device).eval() for name, m in models.items()}
     counts = {name: (count_params(m), madds(m, input_size)) for name, m in nets.items()}
     first = next(iter(nets))
-    timed = compare(
-        {name: (lambda m=m: m(x)) for name, m in nets.items()},
-        (),
-        baseline=first,
-        min_run_time=min_run_time,
-        device=device,
-        threads=threads,
-        **sampling,
-    )
+    timed = _compare_modules(nets, x, device, min_run_time, threads, sampling)
     rows = []
     for row in timed:
         params, ops = counts[row["name"]]
@@ -843,7 +956,7 @@ def model_latency(
         )
     title = f"latency at input {tuple(input_size)}, eval mode, {device}"
     if threads is not None:
-        title += f", {threads} thread(s)"
+        title += f", {count(threads, 'thread')}"
     table = Table(rows, title=title, note=timed.note)
     table.times, table.intervals = timed.times, timed.intervals
     return table
@@ -923,7 +1036,7 @@ def mbconv_vs_fused(
         notes, times[c], intervals[c] = timed.note, timed.times, timed.intervals["Fused-MBConv"]
     title = f"MBConv vs Fused-MBConv, expansion {expand_ratio}, batch {batch}, {device}"
     if threads is not None:
-        title += f", {threads} thread(s)"
+        title += f", {count(threads, 'thread')}"
     table = Table(rows, title=title, note=notes)
     table.times, table.intervals = times, intervals
     return table

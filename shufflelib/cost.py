@@ -6,6 +6,7 @@ access cost (MAC) of ShuffleNet V2 and places each layer on the roofline.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "mac_vs_ratio",
     "mac_vs_groups",
     "stage_report",
+    "torchinfo_summary",
 ]
 
 
@@ -382,3 +384,33 @@ def stage_report(model: nn.Module, input_size: Sequence[int], depth: int = 1) ->
         if k == "(model)"  # the model's own work (pooling, flatten)
     ]
     return Table(ordered, title=f"{type(model).__name__} by stage, input {tuple(input_size)}")
+
+
+_UNITS = {"KILOBYTES": "k", "MEGABYTES": "M", "GIGABYTES": "G", "TERABYTES": "T"}
+
+
+def torchinfo_summary(
+    model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224), depth: int = 2
+) -> str:
+    """torchinfo's layer-by-layer summary (output shape, parameters, multiply-adds) as text
+    narrow enough for the book's column; chapter 5.
+
+    torchinfo 1.8 writes the unit of its multiply-add total as ``Units.MEGABYTES`` under
+    Python 3.11 and later; this text writes ``M`` (millions) instead.
+    """
+    import torchinfo  # only chapter 5 needs it
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    size = _check_size(input_size)
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+    stats = torchinfo.summary(
+        model,
+        input_size=size,
+        depth=depth,
+        verbose=0,
+        col_names=("output_size", "num_params", "mult_adds"),
+        col_width=16,
+    )
+    return re.sub(r"\(Units\.(\w+)\)", lambda m: f"({_UNITS.get(m[1], m[1])})", str(stats))

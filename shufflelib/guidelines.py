@@ -47,7 +47,7 @@ from . import stats
 from .bench import MIN_ROUNDS, compare, pick_device, sampling_arguments
 from .cost import mac, madds
 from .reference import table as reference_table
-from .tables import Table
+from .tables import Table, count
 
 __all__ = [
     "PLATFORMS",
@@ -79,6 +79,7 @@ __all__ = [
     "verdict",
     "outcome",
     "summary",
+    "across_sizes",
 ]
 
 PLATFORMS = ("arm", "gpu")
@@ -521,7 +522,6 @@ def _sweep_table(
             {
                 "median (ms)": median_ms,
                 "IQR (ms)": t["IQR (ms)"],
-                "images/s": batch / (median_ms * 1e-3),
                 "relative speed": 1.0 / t["ratio"],
                 "speed low": _inverse(t["ratio high"]),
                 "speed high": _inverse(t["ratio low"]),
@@ -553,7 +553,7 @@ def _device(device: torch.device | str | None) -> torch.device:
 
 def _setup(batch: int, size: int, device: torch.device, threads: int | None) -> str:
     n = torch.get_num_threads() if threads is None else threads
-    return f"input {size}x{size}, batch {batch}, {device}, {n} thread{'s' if n > 1 else ''}"
+    return f"input {size}x{size}, batch {batch}, {device}, {count(n, 'thread')}"
 
 
 def g1_sweep(
@@ -572,7 +572,7 @@ def g1_sweep(
 ) -> Table:
     """Table 1 rebuilt: G1's network at c1:c2 = 1:1, 1:2, 1:6, 1:12, counted and timed; ch. 4.
 
-    One row per ratio: the configuration, channels, MAdds, MAC, median and IQR time, images/s,
+    One row per ratio: the configuration, channels, MAdds, MAC, median and IQR time,
     our relative speed (1 / time ratio to the 1:1 row within each round) and the paper's relative
     speeds at the same scale column (None when ``scale`` is not 1, 2 or 4). See
     :func:`g1_configs` for the channel rule and :func:`g1_network` for the network.
@@ -687,7 +687,7 @@ def g3_sweep(
     device = _device(device)
     pairs = [
         (
-            {"label": s, "structure": s, "c": width, "c per fragment": w},
+            {"label": s, "structure": s, "c per fragment": w},
             g3_network(s, width, blocks),
         )
         for s, w in g3_configs(platform=platform, c=width)
@@ -741,7 +741,7 @@ def g4_sweep(
     device = _device(device)
     pairs = [
         (
-            {"label": label, "ReLU": _yes(r), "shortcut": _yes(s), "c": c},
+            {"label": label, "ReLU": _yes(r), "shortcut": _yes(s)},
             g4_network(c, relu=r, shortcut=s, blocks=blocks),
         )
         for label, r, s in g4_configs()
@@ -879,7 +879,7 @@ def outcome(table: Sequence[dict[str, Any]], guideline: str) -> str:
 def _machine_line(note: str) -> str:
     """The machine part of a sweep's note: everything before its sampling details."""
     parts = note.split(" | ")
-    cut = next((i for i, p in enumerate(parts) if "interleaved rounds" in p), len(parts))
+    cut = next((i for i, p in enumerate(parts) if "interleaved round" in p), len(parts))
     return " | ".join(parts[:cut])
 
 
@@ -904,3 +904,31 @@ def summary(results: Mapping[str, Mapping[str, Table]]) -> Table:
             )
     note += " | 95% intervals of paired, interleaved rounds, per sweep (see each sweep's note)"
     return Table(rows, title="ShuffleNet V2's guidelines, measured on this machine", note=note)
+
+
+def across_sizes(tables: Mapping[str, Table], row: int = -1) -> str:
+    """How one configuration's relative speed changes from the first size to the last; ch. 4.
+
+    ``tables`` are one guideline's sweeps keyed by size label, in order of size (chapter 4's G4
+    at c = 32, 64, 128); ``row`` picks the configuration (default: the last, G4's no-ReLU,
+    no-shortcut row). The sentence quotes each size's speed with its interval and says whether
+    it *falls* or *rises* from the first size to the last (their intervals do not overlap) or
+    is too close to call.
+    """
+    if not isinstance(tables, Mapping) or len(tables) < 2:
+        raise ValueError(f"tables must map at least two size labels to sweeps, got {tables!r}")
+    speeds = {}
+    for size, table in tables.items():
+        if not isinstance(table, Sequence) or not -len(table) <= row < len(table):
+            raise ValueError(f"row {row!r} is not a row of the {size!r} sweep")
+        r = table[row]
+        speeds[size] = tuple(float(r[c]) for c in ("relative speed", "speed low", "speed high"))
+    quoted = ", ".join(f"{k} {v:.2f}x [{lo:.2f}, {hi:.2f}]" for k, (v, lo, hi) in speeds.items())
+    (first, a), (last, b) = list(speeds.items())[0], list(speeds.items())[-1]
+    if a[1] > b[2]:
+        trend = f"falls from {first} to {last}"
+    elif a[2] < b[1]:
+        trend = f"rises from {first} to {last}"
+    else:
+        trend = f"is too close to call between {first} and {last}"
+    return f"relative speed {quoted}: it {trend}"

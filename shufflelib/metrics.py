@@ -20,7 +20,7 @@ from torch import nn
 from .bench import MIN_ROUNDS, model_latency, pick_device, sampling_arguments
 from .cost import mac
 from .stats import CLOSE, Interval, ratio_interval, spread
-from .tables import Table
+from .tables import Table, count
 
 __all__ = [
     "direct_metrics",
@@ -128,7 +128,7 @@ def direct_metrics(
     ]
     title = f"direct metrics at {image_size}x{image_size}, {device}"
     if threads is not None:
-        title += f", {threads} thread(s)"
+        title += f", {count(threads, 'thread')}"
     out = Table(table, title=title, note=timed.note)
     out.times = times
     return out

@@ -1,12 +1,20 @@
 """Every figure the book draws. Functions here draw data they are given; they compute no results.
 
 Each returns the matplotlib ``Figure``; notebooks end the cell with ``;`` so it shows once.
+
+All figures share one style (:data:`STYLE`, set when this module is imported): they are drawn at
+the width of the book's content column, :data:`WIDTH` inches at :data:`DPI` dots per inch, so the
+page shows them at their natural size, and no text in them is smaller than :data:`SMALLEST`
+points. Points are labelled through a legend of markers rather than by text beside them, which
+can overlap. ``tests/test_plot.py`` checks every function against this; ``tests/test_site.py``
+checks the built pages.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import torch
@@ -19,6 +27,13 @@ if TYPE_CHECKING:
     from .bench import Roofline
 
 __all__ = [
+    "WIDTH",
+    "DPI",
+    "SMALLEST",
+    "STYLE",
+    "use_style",
+    "figure",
+    "publish",
     "weight_blocks",
     "connectivity",
     "permutation",
@@ -38,6 +53,86 @@ __all__ = [
     "seed_band",
 ]
 
+WIDTH = 6.7  # inches: the content column of a book page at 1280 px is about 690 px
+DPI = 100  # so one inch of figure is 100 CSS pixels on the page
+TEXT = 9  # points: titles, axis labels
+SMALLEST = 8  # points: tick labels, legends, any other text; 8 pt at 100 dpi is 11 px
+STYLE: dict[str, Any] = {
+    "figure.figsize": (WIDTH, 3.4),
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "figure.constrained_layout.use": True,
+    "font.size": TEXT,
+    "axes.titlesize": TEXT,
+    "axes.labelsize": TEXT,
+    "figure.titlesize": TEXT + 1,
+    "xtick.labelsize": SMALLEST,
+    "ytick.labelsize": SMALLEST,
+    "legend.fontsize": SMALLEST,
+    "legend.title_fontsize": SMALLEST,
+}
+
+
+def use_style() -> None:
+    """Set the book's figure style (:data:`STYLE`); importing this module calls it."""
+    plt.rcParams.update(STYLE)
+
+
+use_style()
+
+
+def _wrap(text: str, inches: float, size: float = TEXT) -> str:
+    """``text`` broken into lines that fit ``inches`` at ``size`` points (0.55 em per character)."""
+    return textwrap.fill(text, max(12, int(inches * 72 / (0.55 * size))))
+
+
+def figure(nrows: int = 1, ncols: int = 1, height: float = 3.4, title: str = "", **kw):
+    """A figure of the column's width with an ``nrows`` x ``ncols`` grid of panels.
+
+    Returns ``(fig, axes)`` as ``plt.subplots`` does; ``title`` becomes the (wrapped) suptitle.
+    For notebooks that put several of this module's panels side by side (chapter 10).
+    """
+    fig, axes = plt.subplots(nrows, ncols, figsize=(WIDTH, height), **kw)
+    if title:
+        fig.suptitle(_wrap(title, WIDTH, TEXT + 1))
+    return fig, axes
+
+
+def publish(name: str, fig: Figure) -> Figure:
+    """Keep ``fig`` under ``name`` for other pages of the book, and return it.
+
+    In the book's build this is MyST-NB's ``glue`` (the front page shows chapter 7's figure
+    this way); where MyST-NB is not installed (Colab, a plain Jupyter) it does nothing more.
+    The cell still shows the figure once, as any other.
+    """
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be a Python identifier such as 'zoo_latency', got {name!r}")
+    if not isinstance(fig, Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return fig
+    glue(name, fig, display=False)
+    return fig
+
+
+def _panels(n: int) -> int:
+    """Columns for ``n`` panels of a bar or line chart: at most two side by side."""
+    return 1 if n == 1 else 2
+
+
+_MARKERS = "osD^v<>PX*hp"
+
+
+def _key_below(fig: Figure, handles: Sequence[Any], columns: int = 3) -> None:
+    """One legend for the whole figure, under its panels, in as many columns (up to ``columns``)
+    as its longest entry leaves room for."""
+    longest = max(len(h.get_label()) for h in handles) * SMALLEST * 0.55 / 72 + 0.5  # inches
+    columns = max(1, min(columns, int(WIDTH // longest)))
+    fig.legend(handles=list(handles), loc="outside lower center", ncols=columns, frameon=False)
+
+
 GROUP_COLOURS = plt.get_cmap("tab10").colors
 
 
@@ -51,20 +146,24 @@ def _group_lines(ax, channels: int, groups: int, axis: str = "both") -> None:
             ax.axhline(pos, color="0.5", lw=0.8, ls=":")
 
 
+def _matrix_row(n: int, title: str):
+    """``n`` square panels in one row across the column, under a wrapped title."""
+    fig, axes = figure(1, n, height=WIDTH / max(n, 2) + 1.2, title=title)
+    return fig, [axes] if n == 1 else list(axes)
+
+
 def weight_blocks(dense_weights: Mapping[str, torch.Tensor], groups: Sequence[int]) -> Figure:
     """|W| of 1x1 (or kxk, summed over the kernel) convolutions as C_out x C_in matrices; ch. 1."""
-    fig, axes = plt.subplots(1, len(dense_weights), figsize=(3.2 * len(dense_weights), 3.4))
-    axes = [axes] if len(dense_weights) == 1 else list(axes)
+    title = "Weights as a matrix: a group convolution is block diagonal (grey = always 0)"
+    fig, axes = _matrix_row(len(dense_weights), title)
     for ax, (name, w), g in zip(axes, dense_weights.items(), groups):
         m = w.detach().abs().sum(dim=(2, 3)).cpu()
         cmap = plt.get_cmap("viridis").with_extremes(bad="0.85")  # masked (zero) entries: grey
         ax.imshow(torch.where(m == 0, float("nan"), m).numpy(), cmap=cmap, interpolation="nearest")
         _group_lines(ax, m.shape[0], g)
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name)
         ax.set_xlabel("input channel")
         ax.set_ylabel("output channel")
-    fig.suptitle("Weights as a matrix: a group convolution is block diagonal (grey = always 0)")
-    fig.tight_layout()
     return fig
 
 
@@ -73,19 +172,18 @@ def connectivity(
 ) -> Figure:
     """Boolean "output o sees input i" matrices side by side (chapters 1 and 2)."""
     n = len(matrices)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.6))
-    axes = [axes] if n == 1 else list(axes)
+    title = suptitle or "Which input channels each output channel depends on (blue = yes)"
+    fig, axes = _matrix_row(n, title)
     for k, (ax, (name, m)) in enumerate(zip(axes, matrices.items())):
         m = m.cpu()
         ax.imshow(m.float().numpy(), cmap="Blues", vmin=0, vmax=1.3, interpolation="nearest")
         if groups is not None:
             _group_lines(ax, m.shape[0], groups[k])
         seen = m.sum(dim=1).float().mean().item()
-        ax.set_title(f"{name}\neach output sees {seen:.0f} of {m.shape[1]} inputs", fontsize=10)
-        ax.set_xlabel("input channel of the stack")
-        ax.set_ylabel("output channel of the stack")
-    fig.suptitle(suptitle or "Which input channels each output channel depends on (blue = yes)")
-    fig.tight_layout()
+        text = f"{name}: each output sees {seen:.0f} of {m.shape[1]} inputs"
+        ax.set_title(_wrap(text, WIDTH / max(n, 2)))
+        ax.set_xlabel("input channel")
+        ax.set_ylabel("output channel")
     return fig
 
 
@@ -98,13 +196,13 @@ def permutation(perm: torch.Tensor, groups: int, title: str = "") -> Figure:
     perm = perm.cpu().tolist()
     c = len(perm)
     per_group = c // groups
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.42 * c), 3.0))
+    fig, ax = figure(height=2.6)
     for y, label, order in ((1.0, "input", list(range(c))), (0.0, "output", perm)):
         for slot, ch in enumerate(order):
             colour = GROUP_COLOURS[(ch // per_group) % len(GROUP_COLOURS)]
             ax.add_patch(Rectangle((slot - 0.42, y - 0.12), 0.84, 0.24, color=colour))
-            ax.text(slot, y, str(ch), ha="center", va="center", fontsize=8, color="white")
-        ax.text(-0.8, y, label, ha="right", va="center", fontsize=10)
+            ax.text(slot, y, str(ch), ha="center", va="center", fontsize=SMALLEST, color="white")
+        ax.text(-0.8, y, label, ha="right", va="center")
     for slot, ch in enumerate(perm):
         colour = GROUP_COLOURS[(ch // per_group) % len(GROUP_COLOURS)]
         ax.annotate(
@@ -120,14 +218,14 @@ def permutation(perm: torch.Tensor, groups: int, title: str = "") -> Figure:
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     ax.set_title(title or f"Channel shuffle of {c} channels in {groups} groups (colour = group)")
-    fig.tight_layout()
     return fig
 
 
 def cost_vs_groups(table: Table, x: str = "g", title: str = "") -> Figure:
     """Two panels against the group count: what the paper counts (params, MAdds) and time; ch. 1."""
     g = table.column(x)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    title = title or "Group convolution: cost on paper vs measured time"
+    fig, (left, right) = figure(1, 2, height=3.4, title=title)
     left.plot(g, table.column("params"), "o-", label="parameters")
     left.plot(g, table.column("MAdds"), "s-", label="multiply-adds")
     left.set_xscale("log", base=2)
@@ -142,33 +240,35 @@ def cost_vs_groups(table: Table, x: str = "g", title: str = "") -> Figure:
     right.set_xscale("log", base=2)
     right.set_yscale("log")
     right.set_xlabel("groups g (log scale)")
-    right.set_ylabel("time per forward pass (ms, log scale)")
-    right.set_title("Measured time on this machine (bars: IQR)")
-    fig.suptitle(title or "Group convolution: cost on paper vs measured time")
-    fig.tight_layout()
+    right.set_ylabel("time per forward pass (ms, log)")
+    right.set_title("Measured time here (bars: IQR)")
     return fig
 
 
 def benchmark_bars(tables: Mapping[str, Table], value: str = "ratio", title: str = "") -> Figure:
-    """Horizontal bars of one column (default: time relative to the baseline) per table; ch. 2."""
+    """Horizontal bars of one column (default: time relative to the baseline) per table; ch. 2.
+
+    One panel per table, stacked, so that long implementation names keep their room.
+    """
     n = len(tables)
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 3.2), sharex=True)
+    rows = sum(len(t) for t in tables.values())
+    title = title or "Channel shuffle implementations against the copy floor"
+    fig, axes = figure(n, 1, height=0.28 * rows + 1.1 * n + 0.6, title=title, sharex=True)
     axes = [axes] if n == 1 else list(axes)
+    top = max(max(t.column(value)) for t in tables.values())
     for ax, (name, table) in zip(axes, tables.items()):
         labels = table.column("name")
         values = table.column(value)
         colours = ["0.6" if "clone" in lab else "C0" for lab in labels]
         ax.barh(range(len(labels)), values, color=colours)
-        ax.set_yticks(range(len(labels)), labels, fontsize=9)
+        ax.set_yticks(range(len(labels)), labels)
         ax.invert_yaxis()
         ax.axvline(1.0, color="k", lw=0.8, ls="--")
         for k, v in enumerate(values):
-            ax.text(v, k, f" {v:.2f}x", va="center", fontsize=9)
-        ax.set_xlabel("time relative to x.clone() (lower is faster; 1 = copy floor)")
-        ax.set_title(name, fontsize=10)
-        ax.set_xlim(0, max(max(values) * 1.25, 1.5))
-    fig.suptitle(title or "Channel shuffle implementations against the copy floor")
-    fig.tight_layout()
+            ax.text(v, k, f" {v:.2f}x", va="center", fontsize=SMALLEST)
+        ax.set_title(name)
+        ax.set_xlim(0, max(top * 1.2, 1.5))
+    axes[-1].set_xlabel("time relative to x.clone() (lower is faster; 1 = copy floor)")
     return fig
 
 
@@ -178,7 +278,8 @@ def mac_curves(by_ratio: Table, by_groups: Table, checked: Table | None = None) 
     ``checked`` (optional) holds integer configurations whose MAC was counted by
     :func:`shufflelib.cost.mac`; they are drawn as markers on the curves.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    title = "Memory access cost of a 1x1 convolution at fixed multiply-adds B"
+    fig, (left, right) = figure(1, 2, height=3.4, title=title)
     left.plot(by_ratio.column("c2/c1"), by_ratio.column("MAC"), "-", label="MAC (Eq. 1)")
     left.plot(
         by_ratio.column("c2/c1"),
@@ -199,14 +300,12 @@ def mac_curves(by_ratio: Table, by_groups: Table, checked: Table | None = None) 
     left.set_xlabel("c2 / c1 (log scale)")
     left.set_ylabel("MAC (elements)")
     left.set_title("G1: MAC is smallest at c1 = c2")
-    left.legend(fontsize=8)
+    left.legend()
     right.plot(by_groups.column("g"), by_groups.column("MAC"), "o-", color="C1")
     right.set_xscale("log", base=2)
     right.set_xlabel("groups g (log scale)")
     right.set_ylabel("MAC (elements)")
     right.set_title("G2: MAC grows with g")
-    fig.suptitle("Memory access cost of a 1x1 convolution at fixed multiply-adds B")
-    fig.tight_layout()
     return fig
 
 
@@ -237,50 +336,40 @@ def _roof_lines(ax, roof: Roofline, intensities: Sequence[float]) -> None:
 
 
 def roofline(roof: Roofline, operators: Table) -> Figure:
-    """This machine's roofline with measured operators on it, and data movement beside it; ch. 3."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), width_ratios=[1.4, 1])
+    """This machine's roofline with measured operators on it, and data movement below it; ch. 3.
+
+    Colour tells the operator's kind, the marker which operator it is (see the key).
+    """
     compute = [r for r in operators if r["MAdds"] > 0]
-    _roof_lines(left, roof, [r["MAdd/byte"] for r in compute])
-    kinds = sorted({r["kind"] for r in compute})
-    for k, kind in enumerate(kinds):
-        rows = [r for r in compute if r["kind"] == kind]
-        left.plot(
-            [r["MAdd/byte"] for r in rows],
-            [r["GMAdd/s"] for r in rows],
-            "o",
-            color=f"C{k}",
-            label=kind,
-        )
-        for r in rows:
-            left.annotate(
-                r["operator"],
-                (r["MAdd/byte"], r["GMAdd/s"]),
-                fontsize=7,
-                xytext=(4, -3),
-                textcoords="offset points",
-            )
-    left.set_title("Operators with arithmetic: measured vs the roofline")
-    left.legend(fontsize=7, loc="lower right")
     moving = [r for r in operators if r["MAdds"] == 0]  # kind "no arithmetic"
-    names = [r["operator"] for r in moving]
-    right.barh(range(len(moving)), [r["GB/s"] for r in moving], color="C4")
-    right.set_yticks(range(len(moving)), names)
-    right.invert_yaxis()
-    right.axvline(roof.bandwidth / 1e9, color="k", lw=2, label="DRAM copy")
-    if roof.cache_copy_bytes:
-        right.axvline(roof.cache_bandwidth / 1e9, color="k", ls=":", label="in-cache copy")
-    right.set_xlabel("achieved GB/s (MAC bytes / time)")
-    right.set_title("No arithmetic: only bandwidth matters")
-    right.legend(fontsize=8)
-    fig.suptitle(
+    title = (
         f"Roofline of this machine ({roof.device}): peak {roof.peak_madds / 1e9:.0f} GMAdd/s, "
         f"ridge at {roof.ridge:.1f} MAdd/byte"
     )
-    fig.tight_layout()
+    fig, (top, bottom) = figure(
+        2, 1, height=4.6 + 0.25 * len(moving) + 0.2 * len(compute), title=title,
+        height_ratios=[3.2, 0.6 + 0.25 * len(moving)],
+    )  # fmt: skip
+    _roof_lines(top, roof, [r["MAdd/byte"] for r in compute])
+    kinds = sorted({r["kind"] for r in compute})
+    for k, r in enumerate(compute):
+        colour = f"C{kinds.index(r['kind'])}"
+        marker = _MARKERS[k % len(_MARKERS)]
+        top.plot(r["MAdd/byte"], r["GMAdd/s"], marker, color=colour, ms=7, ls="")
+        top.plot([], [], marker, color=colour, ls="", label=f"{r['operator']} ({r['kind']})")
+    top.set_title("Operators with arithmetic: measured against the roofline")
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    names = [r["operator"] for r in moving]
+    bottom.barh(range(len(moving)), [r["GB/s"] for r in moving], color="C4")
+    bottom.set_yticks(range(len(moving)), names)
+    bottom.invert_yaxis()
+    bottom.axvline(roof.bandwidth / 1e9, color="k", lw=2, label="DRAM copy")
+    if roof.cache_copy_bytes:
+        bottom.axvline(roof.cache_bandwidth / 1e9, color="k", ls=":", label="in-cache copy")
+    bottom.set_xlabel("achieved GB/s (MAC bytes / time)")
+    bottom.set_title("No arithmetic: only bandwidth matters")
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return fig
-
-
-_MARKERS = "osD^v<>PX*"
 
 
 def network_roofline(roof: Roofline, points: Table, title: str = "") -> Figure:
@@ -291,7 +380,12 @@ def network_roofline(roof: Roofline, points: Table, title: str = "") -> Figure:
     the points of one network and batch share an intensity, so they stand in a column, and the
     gap between a point and the roofline above it is the time that variant leaves on the table.
     """
-    fig, ax = plt.subplots(figsize=(9, 5))
+    title = (
+        title
+        or f"Whole networks on the roofline of this machine ({roof.device}): peak "
+        f"{roof.peak_madds / 1e9:.0f} GMAdd/s"
+    )
+    fig, ax = figure(height=5.2, title=title)
     _roof_lines(ax, roof, [r["MAdd/byte"] for r in points])
     kinds = list(dict.fromkeys(r["kind"] for r in points))
     variants = list(dict.fromkeys(r["operator"].split(" (b")[0] for r in points))
@@ -321,13 +415,7 @@ def network_roofline(roof: Roofline, points: Table, title: str = "") -> Figure:
         for v, variant in enumerate(variants)
     ]
     lines, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=lines + handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    ax.set_title(
-        title
-        or f"Whole networks on the roofline of this machine ({roof.device}): peak "
-        f"{roof.peak_madds / 1e9:.0f} GMAdd/s"
-    )
-    fig.tight_layout()
+    _key_below(fig, lines + handles, columns=2)
     return fig
 
 
@@ -336,21 +424,26 @@ def guideline_speeds(
 ) -> Figure:
     """Relative speed per configuration: this machine beside the paper's GPU and ARM; chapter 4.
 
-    One panel per table (one per size column). Each configuration gets three bars: our measured
-    speed and the paper's GPU and ARM speeds, each divided by the first configuration's.
-    ``config`` names the column(s) that label a configuration (several are joined with "/").
+    One panel per table (one per size column), two to a row. Each configuration gets three bars:
+    our measured speed and the paper's GPU and ARM speeds, each divided by the first
+    configuration's. ``config`` names the column(s) that label a configuration (several are
+    joined with "/"); long labels are set at an angle.
     """
     columns = [config] if isinstance(config, str) else list(config)
     n = len(tables)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), sharey=True)
-    axes = [axes] if n == 1 else list(axes)
+    every = [["/".join(str(row[c]) for c in columns) for row in t] for t in tables.values()]
+    # Long labels (chapter 4's G3 structures) get a panel of the full width, one above another.
+    ncols = 1 if max(len(lab) for labels in every for lab in labels) > 8 else _panels(n)
+    nrows = -(-n // ncols)
+    title = title or "Relative speed: higher is faster; the first configuration is 1"
+    fig, axes = figure(nrows, ncols, height=2.5 * nrows + 0.9, title=title, sharey=True)
+    axes = list(axes.flat) if n > 1 else [axes]
     series = (
         ("relative speed", "this machine", "C0"),
         ("paper GPU", "paper: GPU", "C1"),
         ("paper ARM", "paper: ARM", "C2"),
     )
-    for ax, (name, table) in zip(axes, tables.items()):
-        labels = ["/".join(str(row[c]) for c in columns) for row in table]
+    for ax, (name, table), labels in zip(axes, tables.items(), every):
         for k, (column, label, colour) in enumerate(series):
             values = [v if v is not None else float("nan") for v in table.column(column)]
             ax.bar(
@@ -361,20 +454,25 @@ def guideline_speeds(
                 label=label,
             )
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
-        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        room = (WIDTH / ncols - 0.8) / len(labels)  # inches of axis per configuration
+        ticks = [_wrap(lab.replace("-", " "), room, SMALLEST) for lab in labels]
+        ax.set_xticks(range(len(labels)), ticks)
         ax.set_xlabel(" / ".join(columns))
-        ax.set_title(name, fontsize=10)
-    axes[0].set_ylabel("speed relative to the first configuration")
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title or "Relative speed: higher is faster; the first configuration is 1")
-    fig.tight_layout()
+        ax.set_title(name)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    for ax in axes[::ncols]:
+        ax.set_ylabel("relative speed")
+    handles, _ = axes[0].get_legend_handles_labels()
+    _key_below(fig, handles)
     return fig
 
 
 def stage_costs(table: Table, title: str = "") -> Figure:
     """Parameters, MAdds and MAC per stage, from :func:`shufflelib.cost.stage_report`; ch. 5-8."""
     stages = [str(s) for s in table.column("stage")]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6), sharey=True)
+    height = 0.22 * len(stages) + 1.6
+    fig, axes = figure(1, 3, height=height, title=title or table.title, sharey=True)
     panels = (
         ("params", "parameters (millions)", 1e6),
         ("MAdds", "multiply-adds (millions)", 1e6),
@@ -383,48 +481,63 @@ def stage_costs(table: Table, title: str = "") -> Figure:
     for k, (ax, (column, label, scale)) in enumerate(zip(axes, panels)):
         ax.barh(range(len(stages)), [v / scale for v in table.column(column)], color=f"C{k}")
         ax.set_xlabel(label)
-        ax.set_title(f"{column} by stage", fontsize=10)
-    axes[0].set_yticks(range(len(stages)), stages, fontsize=8)
+        ax.set_title(f"{column} by stage")
+    axes[0].set_yticks(range(len(stages)), stages)
     axes[0].invert_yaxis()
-    fig.suptitle(title or table.title)
-    fig.tight_layout()
     return fig
 
 
+def _marked_points(ax, names, xs, ys, colours=None, xerr=None, yerr=None) -> list:
+    """One marker per point, with error bars; returns the legend handles naming each point."""
+    handles = []
+    for k, (name, x, y) in enumerate(zip(names, xs, ys)):
+        colour = colours[k] if colours else f"C{k % 10}"
+        marker = _MARKERS[k % len(_MARKERS)]
+        ax.errorbar(
+            x,
+            y,
+            xerr=None if xerr is None else xerr[k],
+            yerr=None if yerr is None else yerr[k],
+            fmt=marker,
+            color=colour,
+            ms=7,
+            elinewidth=1,
+            capsize=3,
+        )
+        handles.append(plt.Line2D([], [], marker=marker, color=colour, ls="", label=str(name)))
+    return handles
+
+
 def latency_vs_madds(table: Table, title: str = "") -> Figure:
-    """Measured latency against multiply-adds, one point per model (with IQR bars); ch. 5-8.
+    """Measured latency against multiply-adds, one marked point per model (IQR bars); ch. 5-8.
 
     Takes a :func:`shufflelib.bench.model_latency` table. Points on one line through the origin
-    would mean FLOPs predict speed; the scatter around it is what they miss.
+    would mean FLOPs predict speed; the scatter around it is what they miss. The axes span the
+    data (they do not start at zero), and the key names each point.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = figure(height=4.2)
     x, y, iqr = table.column("MAdds (M)"), table.column("median (ms)"), table.column("IQR (ms)")
-    ax.errorbar(x, y, yerr=[v / 2 for v in iqr], fmt="o", capsize=3)
-    for k, (name, xi, yi) in enumerate(zip(table.column("model"), x, y)):
-        # Alternate the label side so that models of similar cost do not overwrite each other.
-        offset, align = ((6, 4), "left") if k % 2 == 0 else ((-6, -10), "right")
-        ax.annotate(
-            str(name), (xi, yi), fontsize=8, xytext=offset, textcoords="offset points", ha=align
-        )
+    handles = _marked_points(ax, table.column("model"), x, y, yerr=[v / 2 for v in iqr])
+    ax.margins(0.12)
     ax.set_xlabel("multiply-adds (millions)")
     ax.set_ylabel("measured latency (ms)")
-    ax.set_xlim(0, max(x) * 1.25)
-    ax.set_ylim(0, max(y) * 1.25)
-    ax.set_title(title or table.title, fontsize=10)
-    fig.tight_layout()
+    heading = title or table.title
+    if table.note:  # the machine it was measured on (bench.model_latency's note)
+        heading += f"\n{table.note}"
+    ax.set_title(_wrap(heading, WIDTH))
+    _key_below(fig, handles)
     return fig
 
 
 def survival(probabilities: Sequence[float], title: str = "") -> Figure:
     """Stochastic depth: each block's survival probability (1 - drop probability); chapter 8."""
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = figure(height=2.9)
     keep = [1 - p for p in probabilities]
     ax.plot(range(len(keep)), keep, "o-", ms=3)
     ax.set_xlabel("block index (input side to output side)")
     ax.set_ylabel("survival probability")
     ax.set_ylim(min(keep + [0.75]) - 0.02, 1.01)
     ax.set_title(title or "Stochastic depth: deeper blocks are dropped more often")
-    fig.tight_layout()
     return fig
 
 
@@ -439,16 +552,19 @@ _SCHEDULE_UNITS = {
 def schedule(table: Table, title: str = "") -> Figure:
     """A training schedule per stage, one panel per setting (e.g. progressive learning); ch. 8."""
     settings = [c for c in table.columns if c != "stage"]
-    fig, axes = plt.subplots(1, len(settings), figsize=(3.0 * len(settings), 3.0))
-    axes = [axes] if len(settings) == 1 else list(axes)
+    n = len(settings)
+    ncols = _panels(n)
+    nrows = -(-n // ncols)
+    fig, axes = figure(nrows, ncols, height=2.3 * nrows + 0.4, title=title or table.title)
+    axes = list(axes.flat) if n > 1 else [axes]
     for k, (ax, name) in enumerate(zip(axes, settings)):
         ax.plot(table.column("stage"), table.column(name), "o-", color=f"C{k}")
         ax.set_xlabel("training stage")
         ax.set_ylabel(_SCHEDULE_UNITS.get(name, name))
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name)
         ax.set_xticks(table.column("stage"))
-    fig.suptitle(title or table.title)
-    fig.tight_layout()
+    for ax in axes[n:]:
+        ax.set_visible(False)
     return fig
 
 
@@ -460,8 +576,9 @@ def samples(
     title: str = "",
 ) -> Figure:
     """uint8 images (n, 3, H, W) in a grid: a row per class, ``per_class`` of each; chapter 9."""
+    side = min(0.6, (WIDTH - 1.4) / per_class)
     fig, axes = plt.subplots(
-        len(classes), per_class, figsize=(0.75 * per_class + 1.4, 0.75 * len(classes) + 0.5)
+        len(classes), per_class, figsize=(WIDTH, side * len(classes) + 0.7), squeeze=False
     )
     for c, name in enumerate(classes):
         picks = (labels == c).nonzero().flatten()[:per_class].tolist()
@@ -469,14 +586,13 @@ def samples(
             ax = axes[c][k]
             ax.set_xticks([])
             ax.set_yticks([])
-            for side in ax.spines.values():
-                side.set_visible(False)
+            for spine in ax.spines.values():
+                spine.set_visible(False)
             if k < len(picks):
                 ax.imshow(images[picks[k]].permute(1, 2, 0).numpy(), interpolation="nearest")
-        axes[c][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        axes[c][0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=SMALLEST)
     fig.suptitle(title or f"{per_class} images of each of the {len(classes)} classes")
     fig.supxlabel(f"examples of each class ({images.shape[-1]}x{images.shape[-2]} pixels)")
-    fig.tight_layout()
     return fig
 
 
@@ -486,7 +602,7 @@ def history(runs: Mapping[str, Table], chance: float | None = None, title: str =
     Takes histories as ``shufflelib.train.fit`` returns them. ``chance`` draws the accuracy of
     guessing (0.1 for ten classes) as a dashed line.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (left, right) = figure(1, 2, height=3.4, title=title or "Training curves")
     for k, (name, h) in enumerate(runs.items()):
         epochs = h.column("epoch")
         left.plot(epochs, h.column("train loss"), "o-", ms=3, color=f"C{k}", label=name)
@@ -495,17 +611,15 @@ def history(runs: Mapping[str, Table], chance: float | None = None, title: str =
     if chance is not None:
         right.axhline(chance, color="0.4", ls="--", lw=1, label="chance")
     left.set_xlabel("epoch")
-    left.set_ylabel("training loss (cross-entropy, smoothed labels)")
-    left.set_title("training loss", fontsize=10)
+    left.set_ylabel("training loss (cross-entropy)")
+    left.set_title("training loss")
     right.set_xlabel("epoch")
     right.set_ylabel("test accuracy (top-1)")
-    right.set_title("test accuracy", fontsize=10)
+    right.set_title("test accuracy")
     right.set_ylim(0, 1)
     for ax in (left, right):
         ax.xaxis.get_major_locator().set_params(integer=True)
-    right.legend(fontsize=8, loc="best")
-    fig.suptitle(title or "Training curves")
-    fig.tight_layout()
+    right.legend(loc="best")
     return fig
 
 
@@ -522,46 +636,36 @@ def pareto(
     yerr: str | None = None,
     ylabel: str = "",
 ) -> Figure:
-    """Quality ``y`` against cost ``x``, one point per row, the Pareto ``front`` joined; ch. 10.
+    """Quality ``y`` against cost ``x``, a marked point per row, the Pareto front joined; ch. 10.
 
     ``front`` names the rows on the front (as :func:`shufflelib.metrics.pareto_front` finds
-    them). ``xerr`` and ``yerr`` name columns drawn as error bars: a full width (an IQR, split
-    evenly about the point) for ``xerr``, plus and minus the value (a standard deviation) for
-    ``yerr``. Draws into ``ax`` when given.
+    them); their markers are outlined in red. ``xerr`` and ``yerr`` name columns drawn as error
+    bars: a full width (an IQR, split evenly about the point) for ``xerr``, plus and minus the
+    value (a standard deviation) for ``yerr``. Draws into ``ax`` when given (panels of one
+    :func:`figure`); the figure gets one key naming the points, under its panels.
     """
-    fig, ax = plt.subplots(figsize=(5.6, 4.0)) if ax is None else (ax.figure, ax)
+    fig, ax = figure(height=4.2) if ax is None else (ax.figure, ax)
     names, xs, ys = table.column(label), table.column(x), table.column(y)
     xe = [v / 2 for v in table.column(xerr)] if xerr else None
     ye = table.column(yerr) if yerr else None
+    handles = _marked_points(ax, names, xs, ys, xerr=xe, yerr=ye)
     on = [n in front for n in names]
-    colours = ["C3" if f else "0.55" for f in on]
-    if xe is not None or ye is not None:
-        for k in range(len(names)):
-            ax.errorbar(
-                xs[k],
-                ys[k],
-                xerr=None if xe is None else xe[k],
-                yerr=None if ye is None else ye[k],
-                fmt="none",
-                ecolor=colours[k],
-                elinewidth=1,
-                capsize=3,
-            )
-    ax.scatter(xs, ys, color=colours, zorder=3)
+    ax.scatter(
+        [v for v, f in zip(xs, on) if f], [v for v, f in zip(ys, on) if f],
+        s=160, facecolors="none", edgecolors="C3", lw=1.5, zorder=3,
+    )  # fmt: skip
     points = sorted((xv, yv) for xv, yv, f in zip(xs, ys, on) if f)
     if points:
-        ax.step(*zip(*points), where="post", color="C3", lw=1.2, label="Pareto front")
-        ax.legend(fontsize=8, loc="lower right")
-    for k, (n, xv, yv) in enumerate(zip(names, xs, ys)):
-        offset, align = ((6, 4), "left") if k % 2 == 0 else ((-6, -10), "right")
-        ax.annotate(
-            str(n), (xv, yv), fontsize=8, xytext=offset, textcoords="offset points", ha=align
-        )
+        ax.step(*zip(*points), where="post", color="C3", lw=1.2)
     ax.set_xlabel(xlabel or x)
     ax.set_ylabel(ylabel or y)
-    ax.set_xlim(0, max(xs) * 1.3)
-    ax.set_title(title or f"{y} against {x}", fontsize=10)
-    fig.tight_layout()
+    ax.margins(0.15)
+    ax.set_title(_wrap(title or f"{y} against {x}", ax.get_position().width * WIDTH))
+    if not fig.legends:
+        front_key = plt.Line2D(
+            [], [], color="C3", marker="o", mfc="none", ms=11, label="Pareto front"
+        )
+        _key_below(fig, [*handles, front_key])
     return fig
 
 
@@ -573,7 +677,7 @@ def seed_band(
 ) -> Figure:
     """Test accuracy per epoch: the band from the lowest to the highest seed, the seeds' mean as
     a line, one colour per network, and ``live`` runs drawn over them as dots; chapter 9."""
-    fig, ax = plt.subplots(figsize=(6.8, 4.0))
+    fig, ax = figure(height=4.2)
     for k, (name, histories) in enumerate(stored.items()):
         curves = torch.tensor([h.column("test accuracy") for h in histories])
         epochs = histories[0].column("epoch")
@@ -588,11 +692,13 @@ def seed_band(
         )  # fmt: skip
     if chance is not None:
         ax.axhline(chance, color="0.4", ls="--", lw=1, label="chance")
+    lowest = [v for hs in stored.values() for h in hs for v in h.column("test accuracy")]
+    lowest += [v for h in (live or {}).values() for v in h.column("test accuracy")]
+    lowest += [] if chance is None else [chance]
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (top-1)")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(max(0.0, min(lowest) - 0.03), 1.0)  # the plateau near 1 keeps its room
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(title or "Test accuracy per epoch over seeds", fontsize=10)
-    fig.tight_layout()
+    ax.legend(loc="lower right")
+    ax.set_title(title or "Test accuracy per epoch over seeds")
     return fig

@@ -235,7 +235,7 @@ _SNV2_TABLE8 = _Ref(
     ),
     note=(
         "'input' is the image side: the paper marks 160x160 rows with * and 192x192 rows with **; "
-        "all others are 224x224. CondenseNet has no speed numbers (None). The rows were read from "
+        "all others are 224x224. CondenseNet has no speed numbers. The rows were read from "
         "a text version of the paper, not checked against a second copy."
     ),
 )
@@ -384,7 +384,7 @@ _ENV2_TABLE4 = _Ref(
         (6, "MBConv6, k3x3, SE0.25", 2, 256, 15, 6, 0.25),
         (7, "Conv1x1 & Pooling & FC", None, 1280, 1, None, None),
     ),
-    note="'expansion' is read from the operator name (MBConv6 expands 6x); None: not applicable.",
+    note="'expansion' is read from the operator name (MBConv6 expands 6x); a dash: not applicable.",
 )
 
 _ENV2_TABLE6 = _Ref(

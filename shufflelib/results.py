@@ -47,6 +47,8 @@ from .train import (
 
 __all__ = [
     "RUNS",
+    "RECIPES",
+    "settings",
     "SEEDS",
     "BOOK",
     "MANIFEST",
@@ -69,41 +71,29 @@ MANIFEST = "manifest.json"
 FORMAT = "shufflebook-results-1"
 REFRESH = "make results"  # the command that (re)makes the store, named in every stale message
 SEEDS = (0, 1, 2)
-# Each run the store can hold: a label -> the zoo model, its builder's keywords and the CLI's extra
-# options. ``make`` trains the ``BOOK`` runs unless told otherwise; the progressive variant is
-# there for chapter 9's exercise (``python -m shufflelib.results make --runs "... progressive"``).
-RUNS: dict[str, dict[str, Any]] = {
-    **{
-        name: {"model": name, "model_kwargs": kw, "options": []} for name, kw in BOOK_MODELS.items()
-    },
-    # At the book's peak learning rate of 0.05, MobileNetV2 0.5x and EfficientNetV2-T were unstable
-    # in their first epochs (a training loss above ln 10, the loss of guessing) and ended below
-    # 0.90 (MobileNetV2 0.25-0.49 over three seeds, EfficientNetV2-T 0.86 with seed 0). At the
-    # trainer's own default for batch 32, 0.1 * 32 / 128 = 0.025, they learn from the first epoch
-    # but more slowly (MobileNetV2 0.83-0.84 after 4 epochs, still rising by 0.04 an epoch), so
-    # they train 8 epochs.
-    "mobilenet_v2": {
-        "model": "mobilenet_v2",
-        "model_kwargs": BOOK_MODELS["mobilenet_v2"],
-        "options": [],
-        "lr": 0.025,
-        "epochs": 8,
-    },
-    "efficientnet_v2_t": {
-        "model": "efficientnet_v2_t",
-        "model_kwargs": {},
-        "options": [],
-        "lr": 0.025,
-        "epochs": 8,
-    },
-    "efficientnet_v2_t progressive": {
-        "model": "efficientnet_v2_t",
-        "model_kwargs": {},
-        "options": ["--progressive"],
-        "lr": 0.025,
-        "epochs": 8,
-    },
+# How each stored run departs from the book's settings (``train.book_settings``). At the book's
+# peak learning rate of 0.05, MobileNetV2 0.5x and EfficientNetV2-T were unstable in their first
+# epochs (a training loss above ln 10, the loss of guessing) and ended below 0.90 (MobileNetV2
+# 0.25-0.49 over three seeds, EfficientNetV2-T 0.86 with seed 0). At the trainer's own default for
+# batch 32, 0.1 * 32 / 128 = 0.025, they learn from the first epoch but more slowly (MobileNetV2
+# 0.83-0.84 after 4 epochs, still rising by 0.04 an epoch). After 4 epochs the ShuffleNets were
+# above 0.95 but still moving (their last epoch changed test accuracy by 0.005 and 0.016, more than
+# the spread over seeds). So every network trains 8 epochs.
+RECIPES: dict[str, dict[str, Any]] = {
+    "shufflenet_v1_g3_x0_5": {"epochs": 8},
+    "shufflenet_v2_x0_5": {"epochs": 8},
+    "mobilenet_v2": {"lr": 0.025, "epochs": 8},
+    "efficientnet_v2_t": {"lr": 0.025, "epochs": 8},
 }
+# Each run the store can hold: a label -> the zoo model, its builder's keywords, the CLI's extra
+# options and the recipe above. ``make`` trains the ``BOOK`` runs unless told otherwise; the
+# progressive variant is there for chapter 9's exercise
+# (``python -m shufflelib.results make --runs "efficientnet_v2_t progressive"``).
+RUNS: dict[str, dict[str, Any]] = {
+    name: {"model": name, "model_kwargs": kw, "options": [], **RECIPES.get(name, {})}
+    for name, kw in BOOK_MODELS.items()
+}
+RUNS["efficientnet_v2_t progressive"] = {**RUNS["efficientnet_v2_t"], "options": ["--progressive"]}
 BOOK = tuple(BOOK_MODELS)
 _DATA_CODE = ("data.py",)
 _CODE = tuple(p for p in TRAINING_CODE if p not in _DATA_CODE)
@@ -124,14 +114,28 @@ def _folder(label: str, seed: int) -> str:
     return f"{label.replace(' ', '-')}-seed{seed}"
 
 
-def command(label: str, seed: int, checkpoint_dir: str | os.PathLike) -> list[str]:
-    """The training command line of one stored run: ``python -m shufflelib.train`` and options."""
+def settings(
+    label: str, full: bool = False, data: str = "embedded", download: bool = False
+) -> dict[str, Any]:
+    """``train.run``'s settings for the stored run ``label``: the book's, with its recipe.
+
+    Chapter 9 trains its live run with these, so that it is the same recipe as the stored seeds.
+    ``full=True`` keeps the book's 30 epochs (and the run's learning rate).
+    """
     if label not in RUNS:
         raise ValueError(f"unknown run {label!r}; the store holds {list(RUNS)}")
+    recipe = {k: RUNS[label][k] for k in ("lr", "epochs") if k in RUNS[label]}
+    if full:
+        recipe.pop("epochs", None)
+    return {**book_settings(full=full, data=data, download=download), **recipe}
+
+
+def command(label: str, seed: int, checkpoint_dir: str | os.PathLike) -> list[str]:
+    """The training command line of one stored run: ``python -m shufflelib.train`` and options."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    spec, s = RUNS[label], book_settings()
-    lr, epochs = spec.get("lr", s["lr"]), spec.get("epochs", s["epochs"])
+    s = settings(label)
+    spec, lr, epochs = RUNS[label], s["lr"], s["epochs"]
     argv = ["--model", spec["model"], "--seed", str(seed), "--epochs", str(epochs)]
     argv += ["--batch-size", str(s["batch_size"]), "--lr", str(lr)]
     argv += ["--label-smoothing", str(s["label_smoothing"])]

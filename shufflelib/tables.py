@@ -10,12 +10,21 @@ import html
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["Table"]
+__all__ = ["Table", "count"]
 
-PAD = "padding:0.2em 0.8em"
+PAD = "padding:0.12em 0.3em"
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1: ``count(1, "thread")`` is "1 thread"."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _fmt(value: Any) -> str:
+    if value is None:  # no value (a paper that gives none): a dash, not Python's word
+        return "\u2014"
+    if isinstance(value, tuple) and len(value) >= 3 and all(isinstance(v, int) for v in value):
+        return "\u00d7".join(str(v) for v in value)  # a shape: (1, 24, 56, 56) -> 1x24x56x56
     if isinstance(value, float):
         if value == 0:
             return "0"
@@ -47,6 +56,16 @@ class Table(list):
         if name not in self.columns:
             raise KeyError(f"no column {name!r}; columns are {self.columns}")
         return [row.get(name) for row in self]
+
+    def pick(self, columns: Iterable[str], title: str | None = None) -> Table:
+        """A new Table of only ``columns``, in that order, with this one's note; ``title``
+        defaults to this one's. For showing a wide table as narrower views (chapter 11)."""
+        columns = list(columns)
+        missing = [c for c in columns if c not in self.columns]
+        if missing or not columns:
+            raise KeyError(f"no column(s) {missing or columns!r}; columns are {self.columns}")
+        rows = ({c: row.get(c) for c in columns} for row in self)
+        return Table(rows, title=self.title if title is None else title, note=self.note)
 
     def __str__(self) -> str:
         cols = self.columns

@@ -434,8 +434,15 @@ def test_shuffle_benchmark_bad_rounds():
 
 def test_group_conv_sweep():
     channels, size = 8, 4
-    table = group_conv_sweep(channels, size, batch=1, groups=[1, 2, 8], device="cpu", **FAST)
+    table = group_conv_sweep(
+        channels, size, batch=1, groups=[1, 2, 8], device="cpu", max_rounds=8, **FAST
+    )
     assert table.column("g") == [1, 2, 8]
+    assert table[0]["time / g=1"] == table[0]["low"] == table[0]["high"] == 1.0
+    for row in table[1:]:  # paired ratios to g=1, with their interval, from interleaved rounds
+        assert row["low"] <= row["time / g=1"] <= row["high"]
+    assert set(table.times) == {"g=1", "g=2", "g=8"} and 6 <= len(table.times["g=8"]) <= 8
+    assert "interleaved rounds" in table.note
     assert table.column("weight shape") == [(8, 8, 1, 1), (8, 4, 1, 1), (8, 1, 1, 1)]
     assert table.column("params") == [64, 32, 8]
     assert table.column("MAdds") == [64 * 16, 32 * 16, 8 * 16]
@@ -502,6 +509,36 @@ def test_roofline_probe_small_and_its_algebra():
     assert made.attainable(50.0) == 100.0  # compute-bound: the flat roof
 
 
+def test_one_build_probes_the_roofline_once_and_shares_it(tmp_path, monkeypatch):
+    import json
+
+    from shufflelib import bench
+
+    store = tmp_path / "roofline.json"
+    monkeypatch.setenv(bench.ROOFLINE_FILE, str(store))
+    calls = []
+    real = bench._probe
+    monkeypatch.setattr(bench, "_probe", lambda *a: calls.append(a) or real(*a))
+    small = dict(copy_mib=1, cache_mib=1, min_run_time=0.01)
+    first = bench.roofline_probe("cpu", matmul_size=64, **small)
+    again = bench.roofline_probe("cpu", matmul_size=64, **small)  # another chapter, same build
+    assert again == first and len(calls) == 1
+    other = bench.roofline_probe("cpu", matmul_size=128, **small)  # other sizes: probed anew
+    assert other.matmul_size == 128 and len(calls) == 2
+    kept = json.loads(store.read_text())
+    assert len(kept) == 2 and all("matmul" in key and "device cpu" in key for key in kept)
+    monkeypatch.delenv(bench.ROOFLINE_FILE)
+    bench.roofline_probe("cpu", matmul_size=64, **small)  # no file named: always measures
+    assert len(calls) == 3
+
+
+def test_a_ceiling_comes_from_the_fastest_block():
+    from shufflelib.bench import measure
+
+    m = measure(torch.relu, torch.randn(64, 64), min_run_time=0.02)
+    assert 0 < m.fastest <= m.median
+
+
 @pytest.mark.parametrize(
     "kwargs", [{"matmul_size": 8}, {"copy_mib": 0}, {"cache_mib": True}, {"matmul_size": 64.0}]
 )
@@ -532,6 +569,40 @@ def test_operator_roofline_rows():
     assert g == sorted(g, reverse=True)
     with pytest.raises(ValueError, match="size"):
         operator_roofline("cpu", size=0)
+
+
+def test_roofline_reading_explains_every_operator_above_the_roof():
+    from shufflelib.bench import Roofline, roofline_reading
+
+    # peak 100 GMAdd/s, DRAM 10 GB/s (ridge 10 MAdd/byte), in-cache copy 40 GB/s
+    roof = Roofline(100e9, 10e9, "cpu", 64, 1, cache_bandwidth=40e9, cache_copy_bytes=2**20)
+
+    def row(name, intensity, gmadds, gbs=0.0):
+        madds = 0 if intensity == 0 else 1000
+        return {"operator": name, "MAdds": madds, "MAC (bytes)": 2**21, "MAdd/byte": intensity,
+                "GMAdd/s": gmadds, "GB/s": gbs}  # fmt: skip
+
+    ops = Table(
+        [
+            row("dw", 1.0, 5.0),  # half of 1 x 10 GB/s
+            row("cached", 1.0, 20.0),  # twice the DRAM roof, half the cache roof
+            row("fast", 20.0, 150.0),  # compute-bound, above the 100 GMAdd/s peak
+            row("ReLU", 0.0, 0.0, gbs=30.0),  # a copy at 30 GB/s: cached
+        ]
+    )
+    r = {x["operator"]: x for x in roofline_reading(roof, ops)}
+    assert r["dw"]["bound here"] == "memory" and r["dw"]["of DRAM roof"] == pytest.approx(0.5)
+    assert r["dw"]["reading"] == "within the roof"
+    assert r["cached"]["of DRAM roof"] == pytest.approx(2.0)
+    assert r["cached"]["of cache roof"] == pytest.approx(0.5)
+    assert "2.0 MiB stay in cache" in r["cached"]["reading"]
+    assert r["fast"]["bound here"] == "compute" and "beats the probe" in r["fast"]["reading"]
+    assert r["ReLU"]["bound here"] == "memory" and r["ReLU"]["of DRAM roof"] == pytest.approx(3.0)
+    assert "stay in cache" in r["ReLU"]["reading"]
+    with pytest.raises(TypeError, match="Roofline"):
+        roofline_reading("roof", ops)
+    with pytest.raises(ValueError, match="operator_roofline"):
+        roofline_reading(roof, Table([{"a": 1}]))
 
 
 def test_model_latency_and_mbconv_vs_fused_tables():
@@ -581,7 +652,7 @@ def test_compare_and_model_latency_time_on_the_threads_asked_for():
         min_run_time=0.01,
         threads=1,
     )
-    assert "(2 cores, 1 threads)" in t.note or ", 1 threads)" in t.note
+    assert ", 1 thread)" in t.note
     lat = model_latency(
         {"a": nn.Conv2d(3, 4, 1)},
         (1, 3, 4, 4),
@@ -591,5 +662,5 @@ def test_compare_and_model_latency_time_on_the_threads_asked_for():
         min_run_time=0.01,
         threads=1,
     )
-    assert "1 thread" in lat.title and ", 1 threads)" in lat.note
+    assert "1 thread" in lat.title and ", 1 thread)" in lat.note
     assert torch.get_num_threads() == before, "the thread count is restored"

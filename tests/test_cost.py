@@ -12,6 +12,7 @@ from shufflelib.cost import (
     pointwise_mac,
     size_table,
     stage_report,
+    torchinfo_summary,
 )
 
 # (c_in, c_out, kernel, groups): dense, grouped, and depthwise (groups = channels).
@@ -347,3 +348,15 @@ def test_size_table_gives_params_madds_and_mac_per_model():
 def test_size_table_rejects_bad_input(models, size, error, match):
     with pytest.raises(error, match=match):
         size_table(models, size)
+
+
+def test_torchinfo_summary_is_narrow_and_names_its_unit():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    text = torchinfo_summary(net, (1, 3, 16, 16))
+    assert max(len(line) for line in text.splitlines()) <= 90
+    assert "Units." not in text and "Total mult-adds (M)" in text
+    assert "[1, 4, 16, 16]" in text and f"Total params: {count_params(net)}" in text
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        torchinfo_summary("net")
+    with pytest.raises(ValueError, match="depth"):
+        torchinfo_summary(net, (1, 3, 16, 16), depth=0)

@@ -392,7 +392,7 @@ def test_ladder_rows_and_columns(fresh_dynamo):
     assert table.column("b4 low")[0] == table.column("b4 high")[0] == pytest.approx(1.0)
     assert set(table.times) == {4} and len(table.times[4]["+ compiled"]) == 1
     assert table.column("compile (s)")[-1] > 0
-    assert "threads" in table.note
+    assert "thread" in table.note
 
 
 def test_roofline_bound_is_the_slower_of_compute_and_memory():

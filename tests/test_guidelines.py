@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -471,12 +472,12 @@ def fake_compare(monkeypatch):
         (
             G.g3_sweep,
             1,
-            ["structure", "c", "c per fragment"],
+            ["structure", "c per fragment"],
             "shufflenet_v2.table3",
             "GPU c=256",
             "ARM c=128",
         ),
-        (G.g4_sweep, 64, ["ReLU", "shortcut", "c"], "shufflenet_v2.table4", "GPU c=64", "ARM c=64"),
+        (G.g4_sweep, 64, ["ReLU", "shortcut"], "shufflenet_v2.table4", "GPU c=64", "ARM c=64"),
     ],
 )
 def test_sweep_tables(fake_compare, sweep, arg, config_cols, paper_name, gpu_col, arm_col):
@@ -488,7 +489,6 @@ def test_sweep_tables(fake_compare, sweep, arg, config_cols, paper_name, gpu_col
         "MAC (bytes)",
         "median (ms)",
         "IQR (ms)",
-        "images/s",
         "relative speed",
         "speed low",
         "speed high",
@@ -504,7 +504,6 @@ def test_sweep_tables(fake_compare, sweep, arg, config_cols, paper_name, gpu_col
     assert baseline == labels[0] and inputs == () and rounds == 2 and mrt == 0.05
     assert device == torch.device("cpu")
     assert t.column("relative speed") == [1.0 / (i + 1) for i in range(len(t))]
-    assert t.column("images/s") == [2 / (2.0 * (i + 1) * 1e-3) for i in range(len(t))]
     paper = reference.table(paper_name)
     assert t.column("paper GPU") == [v / paper[0][gpu_col] for v in paper.column(gpu_col)]
     assert t.column("paper ARM") == [v / paper[0][arm_col] for v in paper.column(arm_col)]
@@ -527,7 +526,7 @@ def test_sweep_paper_columns_empty_off_the_paper_grid(fake_compare):
     t = G.g1_sweep(3, size=4, device="cpu", blocks=1)
     assert t.column("paper GPU") == [None] * 4 and t.column("paper ARM") == [None] * 4
     t = G.g3_sweep(c=48, size=4, device="cpu", blocks=1)
-    assert t.column("paper ARM") == [None] * 5 and t.column("c") == [48] * 5
+    assert t.column("paper ARM") == [None] * 5 and "c=48" in t.title  # the width: in the title
     t = G.g4_sweep(32, "gpu", size=4, device="cpu", blocks=1)
     assert t.column("paper GPU")[3] == pytest.approx(2842 / 2427)
 
@@ -542,11 +541,11 @@ def test_g1_smoke_sweep_really_timed():
     assert t.column("c1:c2") == ["1:1", "1:2", "1:6", "1:12"]
     assert t[0]["relative speed"] == 1.0
     for r in t:
-        assert r["median (ms)"] > 0 and r["IQR (ms)"] >= 0 and r["images/s"] > 0
+        assert r["median (ms)"] > 0 and r["IQR (ms)"] >= 0
         assert r["relative speed"] > 0
         assert r["MAdds"] == 10 * 2 * 64 * r["c1"] * r["c2"]
     machine = machine_info("cpu")
-    line = str(machine).replace(f"{machine.threads} threads", "1 threads")
+    line = str(dataclasses.replace(machine, threads=1))
     assert t.note.startswith(line)  # timed with one thread, and the machine line says so
     assert "G1" in t.title and "56x56" not in t.title and "8x8" in t.title and "1 thread" in t.title
     assert G.outcome(t, "G1") in stats.VERDICTS
@@ -568,3 +567,23 @@ def test_summary_gives_three_valued_verdicts():
     assert table.column("verdict") == [stats.HOLDS, stats.FAILS, stats.CLOSE]
     assert table.note.startswith("cpu | torch | 95% intervals")  # no sweep's sampling line
     assert table[1]["why"].startswith("1:6 runs at 1.20x [1.18, 1.22] the speed of 1:1")
+
+
+def test_across_sizes_names_the_trend_only_beyond_the_intervals():
+    def sweep(speed, half):
+        return Table([{"relative speed": 1.0, "speed low": 1.0, "speed high": 1.0},
+                      {"relative speed": speed, "speed low": speed - half,
+                       "speed high": speed + half}])  # fmt: skip
+
+    falls = G.across_sizes(
+        {"c=32": sweep(1.3, 0.05), "c=64": sweep(1.2, 0.05), "c=128": sweep(1.1, 0.02)}
+    )
+    assert falls.endswith("it falls from c=32 to c=128") and "c=32 1.30x [1.25, 1.35]" in falls
+    rises = G.across_sizes({"a": sweep(1.1, 0.02), "b": sweep(1.3, 0.02)})
+    assert rises.endswith("it rises from a to b")
+    close = G.across_sizes({"a": sweep(1.17, 0.1), "b": sweep(1.23, 0.1)})
+    assert close.endswith("too close to call between a and b")
+    with pytest.raises(ValueError, match="at least two"):
+        G.across_sizes({"a": sweep(1.1, 0.1)})
+    with pytest.raises(ValueError, match="row 5"):
+        G.across_sizes({"a": sweep(1.1, 0.1), "b": sweep(1.1, 0.1)}, row=5)

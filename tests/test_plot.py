@@ -9,17 +9,57 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from shufflelib import cost, ops, plot  # noqa: E402
 from shufflelib.bench import Roofline  # noqa: E402
+from shufflelib.guidelines import G3_STRUCTURES  # noqa: E402
 from shufflelib.tables import Table  # noqa: E402
+
+
+def drawn_texts(fig) -> list:
+    """The text artists a draw of ``fig`` actually puts on the canvas (visible, non-empty)."""
+    drawn, original = [], Text.draw
+
+    def record(self, renderer):
+        if self.get_visible() and self.get_text().strip() and self.get_alpha() != 0:
+            drawn.append(self)
+        return original(self, renderer)
+
+    Text.draw = record
+    try:
+        fig.canvas.draw()
+    finally:
+        Text.draw = original
+    return drawn
+
+
+def readable(fig) -> None:
+    """The book's one figure style holds: drawn at the column's width and resolution, no text
+    smaller than plot.SMALLEST points, every text inside the figure, no two texts overlapping."""
+    assert fig.get_figwidth() == pytest.approx(plot.WIDTH) and fig.dpi == plot.DPI
+    texts = drawn_texts(fig)
+    renderer = fig.canvas.get_renderer()
+    boxes = [(t, t.get_window_extent(renderer)) for t in texts]
+    for t, box in boxes:
+        assert t.get_fontsize() >= plot.SMALLEST, f"{t.get_text()!r} at {t.get_fontsize()} pt"
+        assert box.x0 >= -1 and box.x1 <= fig.bbox.width + 1, f"{t.get_text()!r} leaves the figure"
+        assert box.y0 >= -1 and box.y1 <= fig.bbox.height + 1, f"{t.get_text()!r} leaves the figure"
+    for i, (a, box_a) in enumerate(boxes):
+        for b, box_b in boxes[i + 1 :]:
+            w = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+            h = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+            assert w <= 1 or h <= 1, f"{a.get_text()!r} overlaps {b.get_text()!r}"
 
 
 def labelled(fig):
     titled = fig._suptitle is not None and fig._suptitle.get_text()
     for ax in fig.axes:
+        if not ax.get_visible():
+            continue
         assert ax.get_title() or titled, "every panel has a title"
         assert ax.get_xlabel(), "every panel labels its x axis"
+    readable(fig)
     plt.close(fig)
 
 
@@ -113,7 +153,7 @@ def test_network_roofline_marks_each_variant_and_batch():
         if len(line.get_xdata()) == 1
     ]
     assert sorted(drawn) == [(2.0, 1.0), (2.0, 3.0), (2.0, 16.0), (2.0, 48.0)]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     for expected in ("net, batch 1", "net, batch 16", "torchvision eager", "+ compiled"):
         assert expected in labels
     labelled(fig)
@@ -197,10 +237,18 @@ def test_samples_history_and_pareto():
     )
     fig = plot.pareto(t, "ms", front=["a", "c"], xlabel="latency (ms)")
     ax = fig.axes[0]
-    assert ax.get_xlabel() == "latency (ms)" and len(ax.collections) == 1  # one scatter
-    assert list(ax.lines[0].get_xdata()) == [1.0, 3.0]  # the front joins a and c
+    ring = ax.collections[0].get_offsets().tolist()  # the front's points are ringed
+    assert ax.get_xlabel() == "latency (ms)" and ring == [[1.0, 0.5], [3.0, 0.7]]
+    assert list(ax.lines[-1].get_xdata()) == [1.0, 3.0]  # the front joins a and c
+    key = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert key == ["a", "b", "c", "Pareto front"]  # the key names every point
     labelled(fig)
-    plt.close(fig)
+    # two panels of one figure share one key
+    fig, (left, right) = plot.figure(1, 2, height=4.0, title="two fronts")
+    plot.pareto(t, "ms", front=["a", "c"], ax=left)
+    plot.pareto(t, "test accuracy", y="ms", front=["a"], ax=right)
+    assert len(fig.legends) == 1 and fig.get_figwidth() == plot.WIDTH
+    labelled(fig)
     for row in t:
         row.update({"IQR": 0.2, "sd": 0.05})
     fig = plot.pareto(t, "ms", front=["a", "c"], xerr="IQR", yerr="sd", ylabel="acc")
@@ -225,7 +273,64 @@ def test_seed_band():
     labelled(fig)
 
 
-@pytest.mark.parametrize("name", plot.__all__)
+def test_figures_with_the_books_longest_labels_stay_readable():
+    # chapter 3's operators, chapter 4's G3 structures, chapter 7's zoo: real names and counts
+    names = ["1x1 32->32", "1x1 128->128", "1x1 512->512", "3x3 depthwise 128"]
+    names += [f"1x1 256, g={g}" for g in (1, 2, 4, 8)]
+    rows = [
+        {"operator": n, "kind": "group conv" if "g=" in n else "1x1 conv", "MAdds": 10,
+         "MAdd/byte": 1.0 + k / 4, "GMAdd/s": 10.0 + k, "GB/s": 5.0}
+        for k, n in enumerate(names)
+    ] + [
+        {"operator": n, "kind": "no arithmetic", "MAdds": 0, "MAdd/byte": 0.0, "GMAdd/s": 0.0,
+         "GB/s": 20.0}
+        for n in ("ReLU", "add", "concat", "channel shuffle")
+    ]  # fmt: skip
+    roof = Roofline(
+        peak_madds=1e11, bandwidth=1e10, device="AMD EPYC (2 cores, 2 threads) | device cpu",
+        matmul_size=64, copy_bytes=1, cache_bandwidth=5e10, cache_copy_bytes=2**20,
+    )  # fmt: skip
+    labelled(plot.roofline(roof, Table(rows)))
+    structures = Table(
+        {"structure": s, "relative speed": 1.0 - k / 10, "paper GPU": 1.0, "paper ARM": None}
+        for k, s in enumerate(G3_STRUCTURES)
+    )
+    fig = plot.guideline_speeds({f"c = {c}": structures for c in (64, 128, 256)}, "structure")
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["c = 64", "c = 128", "c = 256"]
+    labelled(fig)
+    zoo = Table(
+        {"model": f"shufflenet_v2_x{w} (torchvision)", "MAdds (M)": 40.0 * (k + 1),
+         "median (ms)": 3.0 + k / 10, "IQR (ms)": 0.5}
+        for k, w in enumerate(("0_5", "1_0", "1_5", "2_0", "0_5 ours", "1_0 ours"))
+    )  # fmt: skip
+    labelled(plot.latency_vs_madds(zoo, title="latency against multiply-adds, batch 1"))
+
+
+def test_publish_keeps_a_figure_for_other_pages_and_checks_its_arguments():
+    fig, _ = plot.figure(title="kept")
+    assert plot.publish("zoo_latency", fig) is fig
+    with pytest.raises(ValueError, match="identifier"):
+        plot.publish("zoo latency", fig)
+    with pytest.raises(TypeError, match="Figure"):
+        plot.publish("zoo_latency", "a figure")
+    plt.close(fig)
+
+
+def test_the_style_is_the_books_and_can_be_set_again():
+    plt.rcParams["font.size"] = 20
+    plot.use_style()
+    assert plt.rcParams["font.size"] == plot.STYLE["font.size"]
+    assert plt.rcParams["xtick.labelsize"] == plot.SMALLEST
+    assert plt.rcParams["figure.dpi"] == plot.DPI
+    fig, axes = plot.figure(2, 2, height=5.0)
+    assert axes.shape == (2, 2) and fig.get_size_inches().tolist() == [plot.WIDTH, 5.0]
+    plt.close(fig)
+
+
+FUNCTIONS = [n for n in plot.__all__ if callable(getattr(plot, n))]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
 def test_every_plot_function_is_tested(name):
     # Read from this file's own code, so the check cannot drift from the tests above.
     source = Path(__file__).read_text().split("def test_every_plot_function_is_tested")[0]

@@ -84,10 +84,26 @@ def test_command_is_the_book_recipe(tmp_path):
     for flag, value in (("--epochs", 8), ("--lr", 0.025), ("--seed", 2)):
         assert argv[argv.index(flag) + 1] == str(value)
     snv2 = results.command("shufflenet_v2_x0_5", 0, tmp_path)
-    for flag, value in (("--epochs", s["epochs"]), ("--lr", s["lr"])):
-        assert snv2[snv2.index(flag) + 1] == str(value)
+    for flag, value in (("--epochs", 8), ("--lr", s["lr"]), ("--batch-size", s["batch_size"])):
+        assert snv2[snv2.index(flag) + 1] == str(value)  # the book's settings, 8 epochs
+    for label, spec in results.RUNS.items():  # every run: the book's settings unless its recipe
+        argv = results.command(label, 0, tmp_path)
+        for key in ("epochs", "lr"):
+            want = spec.get(key, s[key])
+            assert argv[argv.index(f"--{key}") + 1] == str(want), (label, key)
     mnv2 = results.command("mobilenet_v2", 0, tmp_path)
     assert mnv2[mnv2.index("--width-mult") + 1] == "0.5"
+
+
+def test_settings_are_the_books_with_the_runs_recipe():
+    s = train.book_settings()
+    mnv2 = results.settings("mobilenet_v2")
+    assert mnv2 == {**s, "lr": 0.025, "epochs": 8}
+    full = results.settings("mobilenet_v2", full=True, data="cifar10:data")
+    assert full["epochs"] == 30 and full["lr"] == 0.025 and full["data"] == "cifar10:data"
+    assert results.settings("shufflenet_v2_x0_5")["lr"] == s["lr"]
+    with pytest.raises(ValueError, match="unknown run 'resnet'"):
+        results.settings("resnet")
 
 
 def test_plateau_summary_names_who_still_moved():

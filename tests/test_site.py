@@ -262,10 +262,10 @@ def site_url(executed_site: Path):
 class _Visit:
     """One page in a fresh browser context, with everything that went wrong while it loaded."""
 
-    def __init__(self, browser, base: str) -> None:
+    def __init__(self, browser, base: str, width: int = 1280) -> None:
         self.base = base
         self.problems: list[str] = []
-        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.context = browser.new_context(viewport={"width": width, "height": 900})
         self.context.route("**/*", self._route)
         self.page = self.context.new_page()
         self.page.on("console", self._console)
@@ -303,8 +303,8 @@ class _Visit:
 def visit(browser, site_url):
     visits: list[_Visit] = []
 
-    def make() -> _Visit:
-        visits.append(_Visit(browser, site_url))
+    def make(width: int = 1280) -> _Visit:
+        visits.append(_Visit(browser, site_url, width))
         return visits[-1]
 
     yield make
@@ -348,6 +348,77 @@ def test_page_loads_cleanly_with_images_and_math(doc: str, visit):
         assert math["typeset"] == math["math"] and math["errors"] == 0, f"{doc}: {math}"
     if doc.startswith("book/0") or doc.startswith("book/1"):
         assert images, f"{doc}: a chapter without a single figure"
+
+
+_FIT_JS = r"""async () => {
+  const article = document.querySelector("article.bd-article") || document.body;
+  const column = article.getBoundingClientRect();
+  const images = Array.from(article.querySelectorAll("img"))
+    .filter(i => (i.getAttribute("src") || "").toLowerCase().endsWith(".png"));
+  images.forEach(i => { i.loading = "eager"; });
+  await Promise.all(images.map(i => i.decode().catch(() => null)));
+  const wide = Array.from(article.querySelectorAll("table, img"))
+    .map(e => ({what: e.tagName.toLowerCase() + " " + (e.querySelector && e.querySelector("caption")
+                 ? e.querySelector("caption").textContent : (e.getAttribute("src") || "")),
+                width: e.getBoundingClientRect().width, right: e.getBoundingClientRect().right}))
+    .filter(e => e.width > column.width + 1 || e.right > column.right + 1);
+  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT, {
+    acceptNode: n => n.parentElement.closest("pre, code, .MathJax, mjx-container")
+      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
+  let text = "";
+  while (walker.nextNode()) text += walker.currentNode.textContent;
+  return {
+    column: column.width,
+    wide: wide,
+    raw: (text.match(/\|[^|\n]*\|[^|\n]*\|/g) || []).slice(0, 3),
+    page: document.documentElement.scrollWidth, viewport: window.innerWidth,
+    images: images.map(i => ({src: i.getAttribute("src"), natural: i.naturalWidth,
+                              shown: i.getBoundingClientRect().width})),
+  };
+}"""
+
+
+def _png_dpi(path: Path) -> float | None:
+    """Dots per inch from a PNG's pHYs chunk (matplotlib writes it), or None without one."""
+    data = path.read_bytes()
+    at = data.find(b"pHYs")
+    if at < 0:
+        return None
+    x = int.from_bytes(data[at + 4 : at + 8], "big")
+    unit = data[at + 12]
+    return x * 0.0254 if unit == 1 else None
+
+
+MIN_TEXT_PX = 10  # the smallest figure text (plot.SMALLEST points) as shown, in CSS pixels
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("doc", DOCS)
+def test_page_fits_and_its_figures_are_legible(doc: str, width: int, visit, executed_site):
+    """At 1280 px no table or figure is wider than the content column; at either width the page
+    itself never scrolls sideways, no Markdown table is left unrendered, and every figure's
+    smallest text (plot.SMALLEST points) is shown at MIN_TEXT_PX or more."""
+    from shufflelib import plot
+
+    v = visit(width)
+    v.open(f"{doc}.html")
+    fit = v.page.evaluate(_FIT_JS)
+    if width == 1280:
+        assert not fit["wide"], (
+            f"{doc}: wider than the {fit['column']:.0f} px column: {fit['wide']}"
+        )
+    assert fit["page"] <= fit["viewport"] + 1, f"{doc} at {width} px: the page scrolls sideways"
+    assert not fit["raw"], f"{doc}: Markdown table text left unrendered: {fit['raw']}"
+    for image in fit["images"]:
+        file = (executed_site / doc).parent / unquote(image["src"])
+        dpi = _png_dpi(file) if file.suffix == ".png" else None
+        assert dpi, f"{doc}: {image['src']} is not a PNG with its resolution (pHYs) recorded"
+        smallest = plot.SMALLEST / 72 * dpi * image["shown"] / image["natural"]
+        assert smallest >= MIN_TEXT_PX, (
+            f"{doc} at {width} px: {image['src']} is drawn {image['natural'] / dpi:.1f} in wide "
+            f"and shown at {image['shown']:.0f} px, so its {plot.SMALLEST} pt text is "
+            f"{smallest:.1f} px: draw it with shufflelib.plot's style (plot.WIDTH)"
+        )
 
 
 def test_search_finds_channel_shuffle(visit):

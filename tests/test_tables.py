@@ -133,3 +133,20 @@ def test_repr_html_without_title_or_note():
     assert html.endswith("</table>")
     assert cells(html, "th") == ["a", "b"]
     assert cells(html, "td") == ["1", "", "", "2"]
+
+
+def test_missing_values_and_shapes_print_compactly():
+    t = Table([{"shape": (1, 24, 56, 56), "stride": (2, 1), "GPU": None}])
+    text, page = str(t), t._repr_html_()
+    assert "1\u00d724\u00d756\u00d756" in text and "(2, 1)" in text and "None" not in text
+    assert "\u2014" in text and "None" not in page and "1\u00d724\u00d756\u00d756" in page
+    assert t[0]["shape"] == (1, 24, 56, 56) and t[0]["GPU"] is None  # the values stay as given
+
+
+def test_pick_makes_a_narrower_view():
+    t = Table([{"a": 1, "b": 2.0, "c": "x"}, {"a": 3, "b": 4.0, "c": "y"}], title="t", note="n")
+    view = t.pick(["c", "a"])
+    assert view == [{"c": "x", "a": 1}, {"c": "y", "a": 3}] and view.columns == ["c", "a"]
+    assert view.title == "t" and view.note == "n" and t.pick(["a"], title="A").title == "A"
+    with pytest.raises(KeyError, match="'z'"):
+        t.pick(["a", "z"])
