@@ -751,6 +751,7 @@ def roofline_probe(
         return _probe(device, n, mib, cache_mib, min_run_time)
     import fcntl  # a build runs on Linux or macOS; the lock makes chapters run side by side wait
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(f"{path}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         kept = json.loads(Path(path).read_text()) if Path(path).is_file() else {}

@@ -53,7 +53,7 @@ __all__ = [
     "seed_band",
 ]
 
-WIDTH = 6.7  # inches: the content column of a book page at 1280 px is about 690 px
+WIDTH = 6.6  # inches: the content column of a book page at 1280 px is about 690 px
 DPI = 100  # so one inch of figure is 100 CSS pixels on the page
 TEXT = 9  # points: titles, axis labels
 SMALLEST = 8  # points: tick labels, legends, any other text; 8 pt at 100 dpi is 11 px

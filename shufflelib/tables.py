@@ -7,6 +7,7 @@ cell with it, and a test reads it like a list of dicts.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -87,13 +88,16 @@ class Table(list):
         head = "".join(f'<th style="{PAD}">{html.escape(c)}</th>' for c in cols)
 
         def cell(v: Any) -> str:
-            align = "right" if isinstance(v, (int, float)) and not isinstance(v, bool) else "left"
-            return f'<td style="text-align:{align};{PAD}">{html.escape(_fmt(v))}</td>'
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return f'<td style="text-align:right;{PAD}">{html.escape(_fmt(v))}</td>'
+            # text may wrap after a separator (layer.names, 1x24x56x56 shapes, snake_case)
+            text = re.sub(r"([._/\u00d7])", r"\1<wbr>", html.escape(_fmt(v)))
+            return f'<td style="text-align:left;{PAD}">{text}</td>'
 
         body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in self)
         caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
         note = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
         return (
-            f'<table style="font-size:0.85em">{caption}<thead><tr>{head}</tr></thead>'
+            f'<table style="font-size:0.8em">{caption}<thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>{note}"
         )

@@ -514,7 +514,7 @@ def test_one_build_probes_the_roofline_once_and_shares_it(tmp_path, monkeypatch)
 
     from shufflelib import bench
 
-    store = tmp_path / "roofline.json"
+    store = tmp_path / "build" / "roofline.json"  # its folder need not exist yet
     monkeypatch.setenv(bench.ROOFLINE_FILE, str(store))
     calls = []
     real = bench._probe

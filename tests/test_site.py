@@ -352,7 +352,10 @@ def test_page_loads_cleanly_with_images_and_math(doc: str, visit):
 
 _FIT_JS = r"""async () => {
   const article = document.querySelector("article.bd-article") || document.body;
-  const column = article.getBoundingClientRect();
+  const box = article.getBoundingClientRect(), style = getComputedStyle(article);
+  const left = box.left + parseFloat(style.paddingLeft);
+  const right = box.right - parseFloat(style.paddingRight);
+  const column = {width: right - left, right: right};  // the content box: where text runs
   const images = Array.from(article.querySelectorAll("img"))
     .filter(i => (i.getAttribute("src") || "").toLowerCase().endsWith(".png"));
   images.forEach(i => { i.loading = "eager"; });
@@ -362,15 +365,15 @@ _FIT_JS = r"""async () => {
                  ? e.querySelector("caption").textContent : (e.getAttribute("src") || "")),
                 width: e.getBoundingClientRect().width, right: e.getBoundingClientRect().right}))
     .filter(e => e.width > column.width + 1 || e.right > column.right + 1);
-  const walker = document.createTreeWalker(article, NodeFilter.SHOW_TEXT, {
-    acceptNode: n => n.parentElement.closest("pre, code, .MathJax, mjx-container")
-      ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT});
-  let text = "";
-  while (walker.nextNode()) text += walker.currentNode.textContent;
+  // A Markdown table that did not render is a paragraph of "| a | b |" rows or a "|---|" rule.
+  const raw = Array.from(article.querySelectorAll("p, li"))
+    .filter(e => !e.closest("pre, code, div.cell_output"))
+    .map(e => e.textContent.trim())
+    .filter(t => (t.startsWith("|") && t.endsWith("|")) || /\|\s*:?-{3,}:?\s*\|/.test(t));
   return {
     column: column.width,
     wide: wide,
-    raw: (text.match(/\|[^|\n]*\|[^|\n]*\|/g) || []).slice(0, 3),
+    raw: raw.slice(0, 3),
     page: document.documentElement.scrollWidth, viewport: window.innerWidth,
     images: images.map(i => ({src: i.getAttribute("src"), natural: i.naturalWidth,
                               shown: i.getBoundingClientRect().width})),
