@@ -43,6 +43,7 @@ __all__ = [
     "group_conv_sweep",
     "Roofline",
     "roofline_probe",
+    "machine_part",
     "operator_roofline",
     "roofline_reading",
     "model_latency",
@@ -709,6 +710,14 @@ class Roofline:
 
 
 ROOFLINE_FILE = "SHUFFLEBOOK_ROOFLINE"  # env: a JSON file where one build keeps its roofline
+
+
+def machine_part(note: str) -> str:
+    """The machine line at the start of a timing table's note, without the sampling details
+    :func:`compare` appends ("| 6 interleaved rounds ..."); for titles and summaries."""
+    parts = str(note).split(" | ")
+    cut = next((i for i, p in enumerate(parts) if "interleaved round" in p), len(parts))
+    return " | ".join(parts[:cut])
 
 
 def roofline_probe(

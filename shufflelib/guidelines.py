@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 from . import stats
-from .bench import MIN_ROUNDS, compare, pick_device, sampling_arguments
+from .bench import MIN_ROUNDS, compare, machine_part, pick_device, sampling_arguments
 from .cost import mac, madds
 from .reference import table as reference_table
 from .tables import Table, count
@@ -876,13 +876,6 @@ def outcome(table: Sequence[dict[str, Any]], guideline: str) -> str:
     return _judge(table, guideline)[0]
 
 
-def _machine_line(note: str) -> str:
-    """The machine part of a sweep's note: everything before its sampling details."""
-    parts = note.split(" | ")
-    cut = next((i for i, p in enumerate(parts) if "interleaved round" in p), len(parts))
-    return " | ".join(parts[:cut])
-
-
 def summary(results: Mapping[str, Mapping[str, Table]]) -> Table:
     """One row per guideline and size: the verdict and the sentence with its intervals; ch. 4.
 
@@ -897,7 +890,7 @@ def summary(results: Mapping[str, Mapping[str, Table]]) -> Table:
     for guideline, tables in results.items():
         for size, table in tables.items():
             result, text = _judge(table, guideline)
-            note = note or _machine_line(getattr(table, "note", ""))
+            note = note or machine_part(getattr(table, "note", ""))
             why = text.split(": ", 1)[1]  # the sentence without its "G1 holds here" lead
             rows.append(
                 {"guideline": guideline.upper(), "size": size, "verdict": result, "why": why}

@@ -21,6 +21,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from .bench import machine_part
 from .tables import Table
 
 if TYPE_CHECKING:
@@ -82,8 +83,10 @@ use_style()
 
 
 def _wrap(text: str, inches: float, size: float = TEXT) -> str:
-    """``text`` broken into lines that fit ``inches`` at ``size`` points (0.55 em per character)."""
-    return textwrap.fill(text, max(12, int(inches * 72 / (0.55 * size))))
+    """``text`` broken into lines that fit ``inches`` at ``size`` points (0.55 em per character);
+    its own line breaks are kept."""
+    width = max(12, int(inches * 72 / (0.55 * size)))
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
 def figure(nrows: int = 1, ncols: int = 1, height: float = 3.4, title: str = "", **kw):
@@ -523,7 +526,7 @@ def latency_vs_madds(table: Table, title: str = "") -> Figure:
     ax.set_ylabel("measured latency (ms)")
     heading = title or table.title
     if table.note:  # the machine it was measured on (bench.model_latency's note)
-        heading += f"\n{table.note}"
+        heading += f"\n{machine_part(table.note)}"
     ax.set_title(_wrap(heading, WIDTH))
     _key_below(fig, handles)
     return fig

@@ -664,3 +664,11 @@ def test_compare_and_model_latency_time_on_the_threads_asked_for():
     )
     assert "1 thread" in lat.title and ", 1 thread)" in lat.note
     assert torch.get_num_threads() == before, "the thread count is restored"
+
+
+def test_machine_part_drops_the_sampling_details():
+    from shufflelib.bench import machine_part
+
+    note = "CPU (2 cores, 1 thread) | device cpu | torch 2 | 6 interleaved rounds (cap); ratio: x"
+    assert machine_part(note) == "CPU (2 cores, 1 thread) | device cpu | torch 2"
+    assert machine_part("CPU | device cpu") == "CPU | device cpu"
