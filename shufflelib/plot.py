@@ -428,9 +428,10 @@ def guideline_speeds(
     """Relative speed per configuration: this machine beside the paper's GPU and ARM; chapter 4.
 
     One panel per table (one per size column), two to a row. Each configuration gets three bars:
-    our measured speed and the paper's GPU and ARM speeds, each divided by the first
-    configuration's. ``config`` names the column(s) that label a configuration (several are
-    joined with "/"); long labels are set at an angle.
+    our measured speed (with its 95% interval, ``speed low`` to ``speed high``, when the table
+    has them) and the paper's GPU and ARM speeds, each divided by the first configuration's.
+    ``config`` names the column(s) that label a configuration (several are joined with "/");
+    long labels wrap, and then the panels stand one above another.
     """
     columns = [config] if isinstance(config, str) else list(config)
     n = len(tables)
@@ -449,12 +450,22 @@ def guideline_speeds(
     for ax, (name, table), labels in zip(axes, tables.items(), every):
         for k, (column, label, colour) in enumerate(series):
             values = [v if v is not None else float("nan") for v in table.column(column)]
+            err = None
+            if column == "relative speed" and "speed low" in table.columns:  # the 95% interval
+                low, high = table.column("speed low"), table.column("speed high")
+                err = [
+                    [v - lo for v, lo in zip(values, low)],
+                    [hi - v for v, hi in zip(values, high)],
+                ]
             ax.bar(
                 [i + (k - 1) * 0.27 for i in range(len(labels))],
                 values,
                 width=0.27,
                 color=colour,
-                label=label,
+                label=label if err is None else f"{label} (95% interval)",
+                yerr=err,
+                capsize=2,
+                error_kw={"elinewidth": 0.8},
             )
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         room = (WIDTH / ncols - 0.8) / len(labels)  # inches of axis per configuration

@@ -91,7 +91,7 @@ class Table(list):
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 return f'<td style="text-align:right;{PAD}">{html.escape(_fmt(v))}</td>'
             # text may wrap after a separator (layer.names, 1x24x56x56 shapes, snake_case)
-            text = re.sub(r"([._/\u00d7])", r"\1<wbr>", html.escape(_fmt(v)))
+            text = re.sub(r"([_/\u00d7]|\.(?=[A-Za-z]))", r"\1<wbr>", html.escape(_fmt(v)))
             return f'<td style="text-align:left;{PAD}">{text}</td>'
 
         body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in self)

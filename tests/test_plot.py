@@ -169,6 +169,13 @@ def test_guideline_speeds_draws_three_series_per_config():
     heights = [p.get_height() for p in fig.axes[0].patches]
     assert heights[:3] == [1.0, 0.5, 0.25] and len(heights) == 9
     labelled(fig)
+    for row in t:  # with its interval, our bars carry error bars from speed low to speed high
+        row.update({"speed low": row["relative speed"] * 0.9, "speed high": row["relative speed"]})
+    fig = plot.guideline_speeds({"x1": t}, "g")
+    (ours,) = [c for c in fig.axes[0].containers if getattr(c, "errorbar", None) is not None]
+    segments = ours.errorbar.lines[2][0].get_segments()
+    assert [s[:, 1].tolist() for s in segments][1] == pytest.approx([0.45, 0.5])
+    labelled(fig)
     two = Table(
         {"ReLU": r, "shortcut": "no", "relative speed": 1.0, "paper GPU": 1.0, "paper ARM": 1.0}
         for r in ("yes", "no")
