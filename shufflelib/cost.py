@@ -6,7 +6,6 @@ access cost (MAC) of ShuffleNet V2 and places each layer on the roofline.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -386,17 +385,14 @@ def stage_report(model: nn.Module, input_size: Sequence[int], depth: int = 1) ->
     return Table(ordered, title=f"{type(model).__name__} by stage, input {tuple(input_size)}")
 
 
-_UNITS = {"KILOBYTES": "k", "MEGABYTES": "M", "GIGABYTES": "G", "TERABYTES": "T"}
-
-
 def torchinfo_summary(
     model: nn.Module, input_size: Sequence[int] = (1, 3, 224, 224), depth: int = 2
-) -> str:
-    """torchinfo's layer-by-layer summary (output shape, parameters, multiply-adds) as text
-    narrow enough for the book's column; chapter 5.
+) -> Table:
+    """torchinfo's layer-by-layer summary as a Table: each module down to ``depth``, with its
+    output shape, parameters and multiply-adds (those of everything inside it); chapter 5.
 
-    torchinfo 1.8 writes the unit of its multiply-add total as ``Units.MEGABYTES`` under
-    Python 3.11 and later; this text writes ``M`` (millions) instead.
+    torchinfo counts; this only lays its numbers out as a table that fits the book's page (its
+    own text is wider than the column). The note gives torchinfo's totals.
     """
     import torchinfo  # only chapter 5 needs it
 
@@ -405,12 +401,25 @@ def torchinfo_summary(
     size = _check_size(input_size)
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"depth must be an int >= 1, got {depth!r}")
-    stats = torchinfo.summary(
-        model,
-        input_size=size,
-        depth=depth,
-        verbose=0,
-        col_names=("output_size", "num_params", "mult_adds"),
-        col_width=16,
-    )
-    return re.sub(r"\(Units\.(\w+)\)", lambda m: f"({_UNITS.get(m[1], m[1])})", str(stats))
+    stats = torchinfo.summary(model, input_size=size, depth=depth, verbose=0)
+    layers = stats.summary_list
+    rows = []
+    for k, layer in enumerate(layers):
+        if layer.depth > depth:
+            continue
+        inside = [layer]
+        for later in layers[k + 1 :]:
+            if later.depth <= layer.depth:
+                break
+            inside.append(later)
+        name = f"{layer.class_name}: {layer.depth}-{layer.depth_index}"  # torchinfo's naming
+        rows.append(
+            {
+                "module": ". " * layer.depth + name,
+                "output shape": tuple(layer.output_size),
+                "params": layer.num_params,
+                "mult-adds": sum(x.macs for x in inside if x.is_leaf_layer),
+            }
+        )
+    note = f"torchinfo: {stats.total_params:,} parameters, {stats.total_mult_adds:,} mult-adds"
+    return Table(rows, title=f"{type(model).__name__} on input {size}, depth {depth}", note=note)

@@ -150,9 +150,15 @@ def _group_lines(ax, channels: int, groups: int, axis: str = "both") -> None:
 
 
 def _matrix_row(n: int, title: str):
-    """``n`` square panels in one row across the column, under a wrapped title."""
-    fig, axes = figure(1, n, height=WIDTH / max(n, 2) + 1.2, title=title)
-    return fig, [axes] if n == 1 else list(axes)
+    """``n`` square panels under a wrapped title: in one row up to three, else two to a row."""
+    ncols = n if n <= 3 else 2
+    nrows = -(-n // ncols)
+    side = WIDTH / max(ncols, 2)
+    fig, axes = figure(nrows, ncols, height=(side + 0.6) * nrows + 0.5, title=title)
+    axes = [axes] if n == 1 else list(getattr(axes, "flat", axes))
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
 
 
 def weight_blocks(dense_weights: Mapping[str, torch.Tensor], groups: Sequence[int]) -> Figure:
@@ -184,7 +190,7 @@ def connectivity(
             _group_lines(ax, m.shape[0], groups[k])
         seen = m.sum(dim=1).float().mean().item()
         text = f"{name}: each output sees {seen:.0f} of {m.shape[1]} inputs"
-        ax.set_title(_wrap(text, WIDTH / max(n, 2)))
+        ax.set_title(_wrap(text, WIDTH / max(n if n <= 3 else 2, 2) - 0.5))
         ax.set_xlabel("input channel")
         ax.set_ylabel("output channel")
     return fig

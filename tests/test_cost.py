@@ -350,12 +350,23 @@ def test_size_table_rejects_bad_input(models, size, error, match):
         size_table(models, size)
 
 
-def test_torchinfo_summary_is_narrow_and_names_its_unit():
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
-    text = torchinfo_summary(net, (1, 3, 16, 16))
-    assert max(len(line) for line in text.splitlines()) <= 90
-    assert "Units." not in text and "Total mult-adds (M)" in text
-    assert "[1, 4, 16, 16]" in text and f"Total params: {count_params(net)}" in text
+def test_torchinfo_summary_is_a_table_of_torchinfos_counts():
+    conv1, conv2 = nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Conv2d(8, 4, 1, bias=False)
+    net = nn.Sequential(conv1, nn.Sequential(nn.ReLU(), conv2))
+    t = torchinfo_summary(net, (1, 3, 16, 16))
+    assert t.columns == ["module", "output shape", "params", "mult-adds"]
+    assert [r["module"] for r in t] == [
+        "Sequential: 0-1",
+        ". Conv2d: 1-1",
+        ". Sequential: 1-2",
+        ". . ReLU: 2-1",
+        ". . Conv2d: 2-2",
+    ]
+    assert t[0]["params"] == count_params(net) and t[0]["output shape"] == (1, 4, 16, 16)
+    conv1, conv2 = 8 * 3 * 9 * 16 * 16, 4 * 8 * 16 * 16  # the two convolutions' multiply-adds
+    assert [r["mult-adds"] for r in t] == [conv1 + conv2, conv1, conv2, 0, conv2]
+    assert f"{count_params(net):,} parameters" in t.note
+    assert len(torchinfo_summary(net, (1, 3, 16, 16), depth=1)) == 3
     with pytest.raises(TypeError, match="torch.nn.Module"):
         torchinfo_summary("net")
     with pytest.raises(ValueError, match="depth"):

@@ -76,6 +76,12 @@ def test_connectivity_and_permutation_and_bars():
     fig = plot.connectivity({"a": m, "b": ~m}, groups=[2, 2])
     assert "8 of 8" in fig.axes[0].get_title()
     labelled(fig)
+    four = {f"g={g}, m={c}, {s}": ops.group_connectivity(c, [g, g], shuffle=s == "shuffle")
+            for g, c in ((3, 60), (8, 96)) for s in ("no shuffle", "shuffle")}  # fmt: skip
+    fig = plot.connectivity(four, groups=[3, 3, 8, 8])  # chapter 5: two rows of two
+    assert [ax.get_visible() for ax in fig.axes] == [True] * 4
+    assert fig.axes[0].get_position().y0 > fig.axes[2].get_position().y0
+    labelled(fig)
     labelled(plot.permutation(ops.shuffle_permutation(8, 2), 2))
     bars = Table([{"name": "x.clone() (copy floor)", "ratio": 1.0}, {"name": "ours", "ratio": 1.1}])
     fig = plot.benchmark_bars({"NCHW": bars})
