@@ -69,6 +69,8 @@ class Table(list):
         return Table(rows, title=self.title if title is None else title, note=self.note)
 
     def __str__(self) -> str:
+        if not self:  # a table with no rows says so in one line
+            return "\n".join(x for x in (f"{self.title or 'table'}: none", self.note) if x)
         cols = self.columns
         cells = [[_fmt(r.get(c, "")) for c in cols] for r in self]
         widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
@@ -84,6 +86,9 @@ class Table(list):
         return str(self)
 
     def _repr_html_(self) -> str:
+        note = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
+        if not self:  # no rows: one line, not a caption squeezed over an empty table
+            return f"<p><em>{html.escape(self.title or 'table')}</em>: none</p>{note}"
         cols = self.columns
         head = "".join(f'<th style="{PAD}">{html.escape(c)}</th>' for c in cols)
 
@@ -96,7 +101,6 @@ class Table(list):
 
         body = "".join("<tr>" + "".join(cell(r.get(c, "")) for c in cols) + "</tr>" for r in self)
         caption = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
-        note = f"<p><small>{html.escape(self.note)}</small></p>" if self.note else ""
         return (
             f'<table style="font-size:0.8em">{caption}<thead><tr>{head}</tr></thead>'
             f"<tbody>{body}</tbody></table>{note}"

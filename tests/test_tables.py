@@ -150,3 +150,11 @@ def test_pick_makes_a_narrower_view():
     assert view.title == "t" and view.note == "n" and t.pick(["a"], title="A").title == "A"
     with pytest.raises(KeyError, match="'z'"):
         t.pick(["a", "z"])
+
+
+def test_a_table_without_rows_says_so_in_one_line():
+    empty = Table([], title="where the two rankings disagree", note="machine")
+    assert str(empty) == "where the two rankings disagree: none\nmachine"
+    page = empty._repr_html_()
+    assert "<table" not in page and "where the two rankings disagree</em>: none" in page
+    assert "machine" in page and str(Table()) == "table: none"
