@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 help:
 	@echo "make book          create .venv, execute every notebook, build _build/html (zero warnings)"
 	@echo "make book-student  the student edition (no solutions) in _build/student/_build/html"
-	@echo "make test          ruff, unit tests, nbval over every notebook, the built site in a browser"
+	@echo "make test          ruff, import layers, unit tests, nbval over every notebook, the site in a browser"
 	@echo "make test-site     only the site tests (build from the execution cache, browser checks)"
 	@echo "make results       train the stored runs of chapters 9-11 (about an hour on 2 cores)"
 	@echo "make execute       run each notebook top to bottom and print its wall-clock time"
@@ -61,9 +61,11 @@ test: $(STAMP) lint cache
 test-site: $(STAMP) cache
 	$(BIN)/python -m pytest tests/test_site.py
 
+# ruff, and the layers of shufflelib (.importlinter: each module imports only from below it).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 # The results store (shufflelib/store): chapters 9-11's networks trained to a plateau over three seeds
 # with python -m shufflelib.train. Only runs missing from the store, or made with other training

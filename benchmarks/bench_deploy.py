@@ -41,20 +41,13 @@ import time
 import torch
 import torch.nn.functional as F
 
-from shufflelib import bench, data, deploy, models, stats, train
+from shufflelib import bench, data, deploy, env, models, profiler, stats, train
+from shufflelib.deploy.optimized import inference_calls
 
 NAME = "shufflenet_v2_x1_0"
 GOALS = {1: 1.7, 16: 2.0}  # batch -> least speed-up of the best float variant over tv eager
 AGREEMENT = 0.99
 THEIRS, BEST, INT8 = "torchvision eager", "best (optimize)", "+ int8"
-
-
-def inference(fn, x: torch.Tensor):
-    def run() -> torch.Tensor:
-        with torch.inference_mode():
-            return fn(x)
-
-    return run
 
 
 def ladder_models() -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -119,7 +112,7 @@ def timed_batch(batch: int, ours, theirs, steps, int8, args) -> tuple[object, ..
         if k != INT8 and d > 1e-4:
             raise RuntimeError(f"{k} differs from torchvision's output by {d:.2e}")
     table = bench.compare(
-        {k: inference(f, x) for k, f in candidates.items()},
+        inference_calls(candidates, x),
         (),
         baseline=THEIRS,
         rounds=args.rounds,
@@ -154,7 +147,7 @@ def main() -> int:
         args.min_run_time, args.max_seconds = 0.1, 20.0
         args.epochs, args.train_images = 1, 2000
     torch.set_num_threads(args.threads)
-    print(bench.machine_info("cpu"))
+    print(env.machine_info("cpu"))
 
     ours, theirs = ladder_models()
     steps = deploy.steps(ours)
@@ -193,8 +186,8 @@ def main() -> int:
     for batch in slower:  # the issue asks for the profile that shows why
         _, best, quantized, x = kept[batch]
         print(f"\nint8 is not faster beyond noise at batch {batch}; where each spends its time:")
-        print(deploy.profile_by_operator(best, x, label=f"best float, batch {batch}"))
-        print(deploy.profile_by_operator(quantized, x, label=f"int8, batch {batch}"))
+        print(profiler.profile_by_operator(best, x, label=f"best float, batch {batch}"))
+        print(profiler.profile_by_operator(quantized, x, label=f"int8, batch {batch}"))
     return 0
 
 

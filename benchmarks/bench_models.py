@@ -30,7 +30,7 @@ import argparse
 
 import torch
 
-from shufflelib import bench, models, stats
+from shufflelib import bench, env, models, stats
 from shufflelib.tables import Table
 
 # (model name, batch size) -> goal for ours / torchvision (paired time ratio, at most).
@@ -94,7 +94,7 @@ def main() -> int:
         args.rounds, args.min_run_time, args.max_seconds = bench.MIN_ROUNDS, 0.1, 5.0
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    print(bench.machine_info("cpu"))
+    print(env.machine_info("cpu"))
 
     intervals: dict[tuple[str, int], dict[str, stats.Interval]] = {}
     for name in args.models:

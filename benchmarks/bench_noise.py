@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from shufflelib import bench, guidelines, models, stats
+from shufflelib import bench, env, guidelines, models, stats
 from shufflelib.tables import Table
 
 THREADS = (1, 2)
@@ -124,7 +124,7 @@ def main() -> int:
         args.rounds, args.min_run_time = 8, 0.05
     if args.rounds < bench.MIN_ROUNDS:
         parser.error(f"--rounds must be >= {bench.MIN_ROUNDS} for a median interval")
-    print(bench.machine_info("cpu"))
+    print(env.machine_info("cpu"))
     print(f"{args.rounds} interleaved rounds per run, {args.min_run_time} s per timing\n")
     rows = []
     for name, pair in (("G1 network", g1_pair()), ("models 32x32", model_pair())):

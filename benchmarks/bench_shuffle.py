@@ -20,7 +20,7 @@ import argparse
 
 import torch
 
-from shufflelib import bench, stats
+from shufflelib import bench, env, stats, sweeps
 
 GOAL = 1.2
 OURS = "shufflelib channel_shuffle"
@@ -38,7 +38,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    print(bench.machine_info(args.device))
+    print(env.machine_info(args.device))
     kw = dict(
         device=args.device,
         rounds=args.rounds,
@@ -48,7 +48,7 @@ def main() -> int:
     verdicts = []
     print("\nRatios (time / x.clone() time, paired, 95% interval):")
     for channels_last in (False, True):
-        table = bench.shuffle_benchmark(args.shape, args.groups, channels_last=channels_last, **kw)
+        table = sweeps.shuffle_benchmark(args.shape, args.groups, channels_last=channels_last, **kw)
         print(f"\n{table}")
         ours, textbook = (
             table.intervals[OURS],
@@ -58,7 +58,7 @@ def main() -> int:
         v = stats.verdict(ours, GOAL, claim="below")
         verdicts.append(v)
         print(f"  {layout}: channel_shuffle {ours} (goal <= {GOAL}x: {v}); textbook {textbook}")
-    split = bench.shuffle_split_benchmark(args.shape, **kw)
+    split = sweeps.shuffle_split_benchmark(args.shape, **kw)
     print(f"\n{split}")
     two, one = "shuffle, split, 2x contiguous", "shufflelib shuffle_split"
     gain = stats.ratio_interval(split.times[two], split.times[one])

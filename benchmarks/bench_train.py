@@ -27,7 +27,7 @@ import time
 import torch
 from torch.utils.data import TensorDataset
 
-from shufflelib import bench, models, stats, train
+from shufflelib import bench, env, models, stats, train
 
 GOAL = 0.97  # ours / torchvision, images per second, higher is better
 OURS, THEIRS = "shufflelib", "torchvision"
@@ -96,7 +96,7 @@ def main() -> None:
         p.error(f"need 1 <= --rounds <= --max-rounds, got {args.rounds} and {args.max_rounds}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    print(bench.machine_info(torch.device("cpu")))
+    print(env.machine_info(torch.device("cpu")))
     print(
         f"training throughput in shufflelib.train.fit, {args.size}x{args.size} images, batch "
         f"{args.batch_size}, {args.images} images per round, {args.rounds}-{args.max_rounds} "

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from shufflelib.bench import machine_info
+from shufflelib.env import machine_info
 
 ROOT = Path(__file__).resolve().parents[1]
 

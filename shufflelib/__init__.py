@@ -1,23 +1,56 @@
 """shufflelib: the code behind shufflebook, runnable tutorials on efficient CNN design.
 
-Every notebook of the book starts with ``device = shufflelib.setup(seed=0)``.
+Every notebook of the book starts with ``device = shufflelib.setup(seed=0)``. After
+``import shufflelib`` every module is reachable as an attribute (``shufflelib.models``,
+``shufflelib.bench``, ...; imported on first use), and the handful of names the chapters use
+most are here: :func:`setup`, :func:`build`, the channel operations, the cost counters,
+:func:`measure` and :class:`Table`. CONTRIBUTING.md draws the layers these modules form.
 """
 
 from __future__ import annotations
 
-import random
+import importlib
+from typing import Any
 
-import torch
-
-from .bench import machine_info, measure, pick_device
+from .bench import measure
 from .cost import count_params, madds
+from .env import machine_info, pick_device, seed_everything, setup
+from .models import build, names
 from .ops import channel_shuffle, channel_split, group_connectivity, shuffle_split
 from .tables import Table
 
 __version__ = "0.1.0"
 
+# Every module of the package, importable as an attribute of shufflelib (PEP 562).
+MODULES = (
+    "validate",
+    "env",
+    "tables",
+    "stats",
+    "reference",
+    "check",
+    "data",
+    "prefetch",
+    "ops",
+    "layers",
+    "models",
+    "cost",
+    "bench",
+    "profiler",
+    "deploy",
+    "guidelines",
+    "sweeps",
+    "ladder",
+    "metrics",
+    "train",
+    "results",
+    "plot",
+)
+
 __all__ = [
     "setup",
+    "build",
+    "names",
     "seed_everything",
     "pick_device",
     "machine_info",
@@ -29,30 +62,15 @@ __all__ = [
     "shuffle_split",
     "group_connectivity",
     "Table",
+    *MODULES,
 ]
 
 
-def seed_everything(seed: int = 0) -> None:
-    """Seed Python's, NumPy's (when installed) and torch's generators on every device."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    random.seed(seed)
-    torch.manual_seed(seed)  # also seeds CUDA and MPS
-    try:
-        import numpy as np
-    except ImportError:  # numpy is optional for shufflelib
-        return
-    np.random.seed(seed)  # noqa: NPY002 - the legacy global generator is the one to seed
+def __getattr__(name: str) -> Any:
+    if name in MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'shufflelib' has no attribute {name!r}")
 
 
-def setup(seed: int = 0, device: str | None = None, quiet: bool = False) -> torch.device:
-    """The first cell of every chapter: seed everything, pick the device, describe the machine.
-
-    Returns the device (CUDA, then MPS, then CPU unless ``device`` names one) and prints one line:
-    CPU model, cores and torch threads, device, torch and Python versions.
-    """
-    seed_everything(seed)
-    dev = pick_device(device)
-    if not quiet:
-        print(machine_info(dev))
-    return dev
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(MODULES))

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import validate
+
 __all__ = ["CheckFailed", "equal", "close", "shape", "params", "same_function"]
 
 
@@ -33,15 +35,11 @@ class CheckFailed(AssertionError):
 
 
 def _check_what(what: object) -> str:
-    if not isinstance(what, str) or not what.strip():
-        raise TypeError(f"what must be a non-empty str naming the checked value, got {what!r}")
-    return what
+    return validate.text("what", what)
 
 
 def _check_tolerance(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    return float(value)
+    return validate.number(name, value, minimum=0)
 
 
 def _is_number(value: object) -> bool:

@@ -17,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+from . import validate
 from .tables import Table
 
 __all__ = [
@@ -36,30 +37,29 @@ __all__ = [
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (all, or only those that require grad); chapter 1."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    validate.module("model", model)
+    validate.flag("trainable_only", trainable_only)
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def _check_size(input_size: Sequence[int]) -> tuple[int, ...]:
-    size = tuple(input_size) if isinstance(input_size, Sequence) else ()
-    if not size or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in size):
-        raise ValueError(
-            f"input_size must be a sequence of positive ints such as (1, 3, 224, 224), "
-            f"got {input_size!r}"
-        )
-    return size
 
 
 def _zero_input(model: nn.Module, input_size: Sequence[int]) -> torch.Tensor:
     """A zero tensor of ``input_size`` on the model's device and dtype (after checking both)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    size = _check_size(input_size)
+    validate.module("model", model)
+    size = validate.shape("input_size", input_size)
     param = next(model.parameters(), None)
     if param is None:
         return torch.zeros(size)
     return torch.zeros(size, device=param.device, dtype=param.dtype)
+
+
+def _forward(model: nn.Module, x: torch.Tensor) -> None:
+    """``model(x)``; a model that cannot take an input of this size is the caller's ValueError."""
+    try:
+        model(x)
+    except RuntimeError as e:
+        raise ValueError(
+            f"input_size {tuple(x.shape)} does not fit {type(model).__name__}: {e}"
+        ) from e
 
 
 @contextmanager
@@ -83,7 +83,7 @@ def madds(model: nn.Module, input_size: Sequence[int]) -> int:
     """
     x = _zero_input(model, input_size)
     with _eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
+        _forward(model, x)
     return counter.get_total_flops() // 2
 
 
@@ -187,7 +187,7 @@ def _trace(model: nn.Module, input_size: Sequence[int]) -> list[_OpRecord]:
     mode = _CostMode(stack)
     try:
         with _eval_mode(model), torch.no_grad(), mode:
-            model(x)
+            _forward(model, x)
     finally:
         for h in handles:
             h.remove()
@@ -254,12 +254,10 @@ def size_table(
     ``models`` maps a label to a network; every count is in millions (MAC in megabytes, at the
     model's dtype), from :func:`count_params`, :func:`madds` and :func:`mac`.
     """
-    if not isinstance(models, Mapping) or not models:
-        raise TypeError(f"models must be a non-empty mapping of name to nn.Module, got {models!r}")
+    validate.mapping("models", models)
     for name, model in models.items():
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"models[{name!r}] must be an nn.Module, got {type(model).__name__}")
-    size = _check_size(input_size)
+        validate.module(f"models[{name!r}]", model)
+    size = validate.shape("input_size", input_size)
     rows = [
         {
             "model": name,
@@ -272,12 +270,6 @@ def size_table(
     return Table(rows, title=title or f"parameters and cost on input {size}")
 
 
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
 def pointwise_mac(h: float, w: float, c1: float, c2: float, groups: float = 1) -> float:
     """MAC of a bias-free 1x1 (group) convolution: ``hw(c1 + c2) + c1 c2 / g``; chapter 3.
 
@@ -285,7 +277,7 @@ def pointwise_mac(h: float, w: float, c1: float, c2: float, groups: float = 1) -
     the weights, in elements. Real-valued inputs are allowed so the formula can be plotted.
     """
     for name, v in (("h", h), ("w", w), ("c1", c1), ("c2", c2), ("groups", groups)):
-        _positive(name, v)
+        validate.number(name, v, above=0)
     return h * w * (c1 + c2) + c1 * c2 / groups
 
 
@@ -295,11 +287,11 @@ def mac_vs_ratio(h: int, w: int, flops: float, ratios: Sequence[float]) -> Table
     For each ratio ``r = c2 / c1`` the channels solve ``hw c1 (r c1) = B``; the lower bound
     ``2 sqrt(hw B) + B / hw`` is reached at ``r = 1``.
     """
-    hw = _positive("h", h) * _positive("w", w)
-    flops = _positive("flops", flops)
+    hw = validate.number("h", h, above=0) * validate.number("w", w, above=0)
+    flops = validate.number("flops", flops, above=0)
     rows = []
     for r in ratios:
-        r = _positive("ratio", r)
+        r = validate.number("ratio", r, above=0)
         c1 = (flops / (hw * r)) ** 0.5
         c2 = r * c1
         rows.append(
@@ -320,13 +312,11 @@ def mac_vs_groups(h: int, w: int, c1: int, flops: float, groups: Sequence[int]) 
     With ``B = hw c1 c2 / g`` and ``c1`` fixed, the output width is ``c2 = B g / (hw c1)`` and
     ``MAC = hw c1 + B g / c1 + B / hw``, which grows linearly with ``g``.
     """
-    hw = _positive("h", h) * _positive("w", w)
-    c1 = _positive("c1", c1)
-    flops = _positive("flops", flops)
+    hw = validate.number("h", h, above=0) * validate.number("w", w, above=0)
+    c1 = validate.number("c1", c1, above=0)
+    flops = validate.number("flops", flops, above=0)
     rows = []
-    for g in groups:
-        if isinstance(g, bool) or not isinstance(g, int) or g < 1:
-            raise ValueError(f"every group count must be an int >= 1, got {g!r}")
+    for g in validate.shape("groups", groups):
         c2 = flops * g / (hw * c1)
         rows.append({"g": g, "c1": c1, "c2": c2, "MAC": pointwise_mac(h, w, c1, c2, g)})
     return Table(rows, title=f"1x1 group convolution, {h}x{w} map, c1 = {c1:g}, B = {flops:,.0f}")
@@ -346,7 +336,7 @@ def _stage_outputs(model: nn.Module, input_size: Sequence[int], depth: int) -> d
     x = _zero_input(model, input_size)
     try:
         with _eval_mode(model), torch.no_grad():
-            model(x)
+            _forward(model, x)
     finally:
         for h in handles:
             h.remove()
@@ -359,8 +349,7 @@ def stage_report(model: nn.Module, input_size: Sequence[int], depth: int = 1) ->
     ``depth=1`` groups by the model's direct children (``conv1``, ``stage2``, ... in ShuffleNet);
     ``depth=2`` by their children (``features.3`` in MobileNetV2). Built on :func:`layer_report`.
     """
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+    validate.integer("depth", depth, minimum=1)
     report = layer_report(model, input_size)
     outputs = _stage_outputs(model, input_size, depth)
     rows: dict[str, dict[str, Any]] = {}
@@ -396,11 +385,9 @@ def torchinfo_summary(
     """
     import torchinfo  # only chapter 5 needs it
 
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    size = _check_size(input_size)
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+    validate.module("model", model)
+    size = validate.shape("input_size", input_size)
+    validate.integer("depth", depth, minimum=1)
     stats = torchinfo.summary(model, input_size=size, depth=depth, verbose=0)
     layers = stats.summary_list
     rows = []

@@ -43,9 +43,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import stats
-from .bench import MIN_ROUNDS, compare, machine_part, pick_device, sampling_arguments
+from . import stats, validate
+from .bench import MIN_ROUNDS, compare, sampling_arguments
 from .cost import mac, madds
+from .env import machine_part, pick_device
 from .reference import table as reference_table
 from .tables import Table, count
 
@@ -109,35 +110,15 @@ G4_VARIANTS = ((True, True), (True, False), (False, True), (False, False))
 # --- input checks (all run before any work) ---------------------------------------------------
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check_int(name: str, value: object, minimum: int = 1) -> None:
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_platform(platform: object) -> str:
-    if platform not in PLATFORMS:
-        raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
-    return platform  # type: ignore[return-value]
-
-
 def _check_timing(
     size: object, batch: object, rounds: object, min_run_time: object, threads: object
 ) -> None:
-    _check_int("size", size)
+    validate.integer("size", size, minimum=1)
     if threads is not None:
-        _check_int("threads", threads)
-    _check_int("batch", batch)
-    _check_int("rounds", rounds)
-    if (
-        isinstance(min_run_time, bool)
-        or not isinstance(min_run_time, (int, float))
-        or not min_run_time > 0
-    ):
-        raise ValueError(f"min_run_time must be a positive number of seconds, got {min_run_time!r}")
+        validate.integer("threads", threads, minimum=1)
+    validate.integer("batch", batch, minimum=1)
+    validate.integer("rounds", rounds, minimum=1)
+    validate.number("min_run_time", min_run_time, above=0)
 
 
 # --- building blocks --------------------------------------------------------------------------
@@ -181,9 +162,9 @@ def g1_network(c1: int, c2: int, blocks: int = 10) -> GuidelineNet:
     otherwise." We build exactly that: bias-free 1x1 convs, no BatchNorm and no ReLU (the paper
     names neither; with its tensor fusion a BatchNorm would fold away). Input: ``c1`` channels.
     """
-    _check_int("c1", c1)
-    _check_int("c2", c2)
-    _check_int("blocks", blocks)
+    validate.integer("c1", c1, minimum=1)
+    validate.integer("c2", c2, minimum=1)
+    validate.integer("blocks", blocks, minimum=1)
     body = [nn.Sequential(_conv(c1, c2), _conv(c2, c1)) for _ in range(blocks)]
     return GuidelineNet(body, c1, f"G1: {blocks} x (1x1 conv {c1}->{c2}, 1x1 conv {c2}->{c1})")
 
@@ -216,10 +197,9 @@ def g1_configs(
       ``c1 = floor(c / sqrt(r))``, ``c2 = r c1`` (GPU (90,180), (52,312), (36,432); ARM (22,44),
       (13,78), (9,108)). Its FLOPs fall up to 5.5% below the 1:1 row's (ARM 1:2, 1:12).
     """
-    _check_int("scale", scale)
-    _check_platform(platform)
-    if channels not in ("flops", "paper"):
-        raise ValueError(f"channels must be 'flops' or 'paper', got {channels!r}")
+    validate.integer("scale", scale, minimum=1)
+    validate.choice("platform", platform, PLATFORMS)
+    validate.choice("channels", channels, ("flops", "paper"))
     c = G1_BASE[platform] * scale
     return [(f"1:{r}", *_g1_pair(c, r, channels)) for r in G1_RATIOS]
 
@@ -233,9 +213,9 @@ def g2_network(c: int, groups: int, layers: int = 10) -> GuidelineNet:
     The paper: "a benchmark network is built by stacking 10 pointwise group convolution layers".
     We build that: bias-free, no BatchNorm, no ReLU. ``groups`` must divide ``c``.
     """
-    _check_int("c", c)
-    _check_int("groups", groups)
-    _check_int("layers", layers)
+    validate.integer("c", c, minimum=1)
+    validate.integer("groups", groups, minimum=1)
+    validate.integer("layers", layers, minimum=1)
     if c % groups:
         raise ValueError(f"groups must divide the channels: c={c} is not divisible by {groups}")
     body = [_conv(c, c, groups=groups) for _ in range(layers)]
@@ -254,8 +234,8 @@ def g2_configs(scale: int = 1, platform: str = "arm") -> list[tuple[int, int]]:
     64/90/128/184 vs 64/90/128/180 (180 is not divisible by 8, so the paper's ARM g = 8 network
     cannot be built as a PyTorch group convolution).
     """
-    _check_int("scale", scale)
-    _check_platform(platform)
+    validate.integer("scale", scale, minimum=1)
+    validate.choice("platform", platform, PLATFORMS)
     base = G2_BASE[platform] * scale
     return [(g, g * max(1, round(base * math.sqrt(g) / g))) for g in G2_GROUPS]
 
@@ -264,8 +244,7 @@ def g2_configs(scale: int = 1, platform: str = "arm") -> list[tuple[int, int]]:
 
 
 def _parse_structure(structure: object) -> tuple[int, str]:
-    if structure not in G3_STRUCTURES:
-        raise ValueError(f"structure must be one of {G3_STRUCTURES}, got {structure!r}")
+    validate.choice("structure", structure, G3_STRUCTURES)
     if structure == "1-fragment":
         return 1, "series"
     n, _, arrangement = structure.split("-")  # type: ignore[union-attr]
@@ -280,9 +259,9 @@ class FragmentBlock(nn.Module):
 
     def __init__(self, channels: int, fragments: int, arrangement: str):
         super().__init__()
-        if arrangement not in ("series", "parallel"):
-            raise ValueError(f"arrangement must be 'series' or 'parallel', got {arrangement!r}")
-        _check_int("fragments", fragments)
+        validate.integer("channels", channels, minimum=1)
+        validate.integer("fragments", fragments, minimum=1)
+        validate.choice("arrangement", arrangement, ("series", "parallel"))
         self.arrangement = arrangement
         self.convs = nn.ModuleList(_conv(channels, channels) for _ in range(fragments))
 
@@ -304,7 +283,7 @@ def g3_width(structure: str, c: int) -> int:
     (within 2% of ``c^2`` for every width the paper uses); chapter 4.
     """
     k, _ = _parse_structure(structure)
-    _check_int("c", c)
+    validate.integer("c", c, minimum=1)
     return max(1, round(c / math.sqrt(k)))
 
 
@@ -326,8 +305,8 @@ def g3_network(structure: str, c: int, blocks: int = 10) -> GuidelineNet:
     Bias-free convs, no BatchNorm, no ReLU. Input: ``c'`` channels.
     """
     k, arrangement = _parse_structure(structure)
-    _check_int("c", c)
-    _check_int("blocks", blocks)
+    validate.integer("c", c, minimum=1)
+    validate.integer("blocks", blocks, minimum=1)
     width = g3_width(structure, c)
     body = [FragmentBlock(width, k, arrangement) for _ in range(blocks)]
     desc = f"G3: {blocks} x {structure} block ({k} x 1x1 conv {width}->{width}, {arrangement})"
@@ -337,14 +316,10 @@ def g3_network(structure: str, c: int, blocks: int = 10) -> GuidelineNet:
 def _g3_width_of(width_index: object, c: object, platform: str) -> tuple[int, int | None]:
     widths = G3_WIDTHS[platform]
     if c is not None:
-        _check_int("c", c)
+        validate.integer("c", c, minimum=1)
         index = widths.index(c) if c in widths else None
         return c, index  # type: ignore[return-value]
-    if not _is_int(width_index) or not 0 <= width_index < len(widths):  # type: ignore[operator]
-        raise ValueError(
-            f"width_index must be 0, 1 or 2 (the paper's {platform} widths {widths}), "
-            f"got {width_index!r}"
-        )
+    validate.integer("width_index", width_index, minimum=0, maximum=len(widths) - 1)
     return widths[width_index], width_index  # type: ignore[index,return-value]
 
 
@@ -356,7 +331,7 @@ def g3_configs(
     ``c`` (the 1-fragment width) is the paper's column ``width_index`` (ARM 64/128/256, GPU
     128/256/512) unless given.
     """
-    _check_platform(platform)
+    validate.choice("platform", platform, PLATFORMS)
     width, _ = _g3_width_of(width_index, c, platform)
     return [(s, g3_width(s, width)) for s in G3_STRUCTURES]
 
@@ -381,7 +356,7 @@ class Bottleneck(nn.Module):
         reduction: int = 4,
     ):
         super().__init__()
-        _check_int("reduction", reduction)
+        validate.integer("reduction", reduction, minimum=1)
         if channels % reduction:
             raise ValueError(
                 f"channels must be divisible by the bottleneck reduction {reduction}, "
@@ -418,13 +393,12 @@ def g4_network(c: int, relu: bool = True, shortcut: bool = True, blocks: int = 1
     BatchNorm (folded at inference by the paper's tensor fusion). ReLUs are in-place, the shortcut
     is an identity addition (in == out), as in ResNet.
     """
-    _check_int("c", c, minimum=4)
-    _check_int("blocks", blocks)
+    validate.integer("c", c, minimum=4)
+    validate.integer("blocks", blocks, minimum=1)
     if c % 4:
         raise ValueError(f"c must be divisible by 4 (the bottleneck is c -> c/4 -> c), got {c}")
-    for name, flag in (("relu", relu), ("shortcut", shortcut)):
-        if not isinstance(flag, bool):
-            raise ValueError(f"{name} must be True or False, got {flag!r}")
+    validate.flag("relu", relu)
+    validate.flag("shortcut", shortcut)
     act = nn.ReLU if relu else None
     body = [Bottleneck(c, shortcut=shortcut, activation_layer=act) for _ in range(blocks)]
     desc = (
@@ -542,15 +516,6 @@ def _sweep_table(
     return table
 
 
-def _device(device: torch.device | str | None) -> torch.device:
-    if device is None:
-        return pick_device()
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must name a torch device such as 'cpu', got {device!r}") from e
-
-
 def _setup(batch: int, size: int, device: torch.device, threads: int | None) -> str:
     n = torch.get_num_threads() if threads is None else threads
     return f"input {size}x{size}, batch {batch}, {device}, {count(n, 'thread')}"
@@ -589,8 +554,8 @@ def g1_sweep(
     configs = g1_configs(scale, platform, channels)
     _check_timing(size, batch, rounds, min_run_time, threads)
     sampling = sampling_arguments(rounds, sampling)
-    _check_int("blocks", blocks)
-    device = _device(device)
+    validate.integer("blocks", blocks, minimum=1)
+    device = pick_device(device)
     pairs = [
         ({"label": label, "c1:c2": label, "c1": c1, "c2": c2}, g1_network(c1, c2, blocks))
         for label, c1, c2 in configs
@@ -635,8 +600,8 @@ def g2_sweep(
     configs = g2_configs(scale, platform)
     _check_timing(size, batch, rounds, min_run_time, threads)
     sampling = sampling_arguments(rounds, sampling)
-    _check_int("layers", layers)
-    device = _device(device)
+    validate.integer("layers", layers, minimum=1)
+    device = pick_device(device)
     pairs = [({"label": f"g={g}", "g": g, "c": c}, g2_network(c, g, layers)) for g, c in configs]
     column = f"x{scale}" if scale in PAPER_SCALES else None
     title = (
@@ -679,12 +644,12 @@ def g3_sweep(
     Columns: ``structure``, ``c`` (1-fragment width), ``c per fragment``, then as
     :func:`g1_sweep`.
     """
-    _check_platform(platform)
+    validate.choice("platform", platform, PLATFORMS)
     width, index = _g3_width_of(width_index, c, platform)
     _check_timing(size, batch, rounds, min_run_time, threads)
     sampling = sampling_arguments(rounds, sampling)
-    _check_int("blocks", blocks)
-    device = _device(device)
+    validate.integer("blocks", blocks, minimum=1)
+    device = pick_device(device)
     pairs = [
         (
             {"label": s, "structure": s, "c per fragment": w},
@@ -731,14 +696,14 @@ def g4_sweep(
     are c = 32, 64, 128 on both platforms (None for other ``c``). MAdds are equal across rows by
     construction (ReLU and addition are not multiply-adds); MAC is not.
     """
-    _check_platform(platform)
-    _check_int("c", c, minimum=4)
+    validate.choice("platform", platform, PLATFORMS)
+    validate.integer("c", c, minimum=4)
     if c % 4:
         raise ValueError(f"c must be divisible by 4 (the bottleneck is c -> c/4 -> c), got {c}")
     _check_timing(size, batch, rounds, min_run_time, threads)
     sampling = sampling_arguments(rounds, sampling)
-    _check_int("blocks", blocks)
-    device = _device(device)
+    validate.integer("blocks", blocks, minimum=1)
+    device = pick_device(device)
     pairs = [
         (
             {"label": label, "ReLU": _yes(r), "shortcut": _yes(s)},
@@ -829,9 +794,8 @@ def _slower_rows(
 
 def _judge(table: Sequence[dict[str, Any]], guideline: str) -> tuple[str, str]:
     """(verdict, sentence) for one sweep; see :func:`verdict`."""
-    g = guideline.upper() if isinstance(guideline, str) else guideline
-    if g not in _REFERENCE:
-        raise ValueError(f"guideline must be 'G1', 'G2', 'G3' or 'G4', got {guideline!r}")
+    upper = guideline.upper() if isinstance(guideline, str) else guideline  # "g1" is G1
+    g = validate.choice("guideline", upper, tuple(_REFERENCE))
     if not len(table):
         raise ValueError("the table has no rows")
     speeds = _speeds(table, g)
@@ -908,8 +872,10 @@ def across_sizes(tables: Mapping[str, Table], row: int = -1) -> str:
     it *falls* or *rises* from the first size to the last (their intervals do not overlap) or
     is too close to call.
     """
-    if not isinstance(tables, Mapping) or len(tables) < 2:
+    validate.mapping("tables", tables)
+    if len(tables) < 2:
         raise ValueError(f"tables must map at least two size labels to sweeps, got {tables!r}")
+    validate.integer("row", row)
     speeds = {}
     for size, table in tables.items():
         if not isinstance(table, Sequence) or not -len(table) <= row < len(table):

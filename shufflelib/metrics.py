@@ -17,8 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .bench import MIN_ROUNDS, model_latency, pick_device, sampling_arguments
+from . import validate
+from .bench import MIN_ROUNDS, inference_copy, model_latency, sampling_arguments
 from .cost import mac
+from .env import pick_device
 from .stats import CLOSE, Interval, ratio_interval, spread
 from .tables import Table, count
 
@@ -34,12 +36,11 @@ __all__ = [
 
 
 def _check_models(models: Mapping[str, nn.Module], accuracy: Mapping[str, Any]) -> None:
-    if not isinstance(models, Mapping) or not models:
-        raise ValueError(f"models must be a non-empty mapping of name -> model, got {models!r}")
+    validate.mapping("models", models)
     for name, m in models.items():
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"models[{name!r}] must be a torch.nn.Module, got {type(m).__name__}")
-    if not isinstance(accuracy, Mapping) or set(accuracy) != set(models):
+        validate.module(f"models[{name!r}]", m)
+    validate.mapping("accuracy", accuracy)
+    if set(accuracy) != set(models):
         raise ValueError(
             f"accuracy must give one entry per model ({sorted(models)}), got "
             f"{sorted(accuracy) if isinstance(accuracy, Mapping) else accuracy!r}"
@@ -88,14 +89,10 @@ def direct_metrics(
     ratios with intervals. MAC counts elements, as the paper's definition does.
     """
     _check_models(models, accuracy)
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise ValueError(f"image_size must be an int >= 8, got {image_size!r}")
-    if not batch_sizes or any(
-        isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batch_sizes
-    ):
-        raise ValueError(f"batch_sizes must be ints >= 1, got {batch_sizes!r}")
+    validate.integer("image_size", image_size, minimum=8)
+    validate.shape("batch_sizes", batch_sizes)
     sampling = sampling_arguments(rounds, sampling)
-    device = pick_device() if device is None else torch.device(device)
+    device = pick_device(device)
     rows: dict[str, dict[str, Any]] = {
         name: {"model": name, **_accuracy_columns(accuracy[name])} for name in models
     }
@@ -116,9 +113,9 @@ def direct_metrics(
             row.setdefault("MAdds (M)", r["MAdds (M)"])
             row[f"b{b} (ms)"] = r["median (ms)"]
             row[f"b{b} IQR (ms)"] = r["IQR (ms)"]
-    for name, m in models.items():
-        rows[name]["MAC (M)"] = mac(m.to("cpu"), (1, 3, image_size, image_size)).elements / 1e6
-        m.to(device)
+    for name, m in models.items():  # counted on a CPU copy where needed: the caller's stay put
+        cpu_model = inference_copy(m, torch.device("cpu"))
+        rows[name]["MAC (M)"] = mac(cpu_model, (1, 3, image_size, image_size)).elements / 1e6
     first = ["model", "test accuracy", "test accuracy sd", "seeds"]
     order = [k for k in first if k in next(iter(rows.values()))]
     order += ["params (M)", "MAdds (M)", "MAC (M)"]
@@ -136,9 +133,7 @@ def direct_metrics(
 
 def _column(table: Table, name: str) -> list[Any]:
     if not isinstance(table, Table):
-        raise TypeError(f"table must be a shufflelib Table, got {type(table).__name__}")
-    if name not in table.columns:
-        raise ValueError(f"no column {name!r} in the table; it has {table.columns}")
+        raise TypeError(f"table must be a shufflelib Table, got {validate.show(table)}")
     return table.column(name)
 
 
@@ -224,7 +219,8 @@ def disagreements(
 
 def _ranking(table: Table, column: str) -> str:
     """Names from cheapest to dearest by ``column``; "=" joins neighbours too close to call."""
-    names = table.column("model")
+    names = _column(table, "model")
+    _column(table, column)
     order = sorted(range(len(names)), key=lambda i: table[i][column])
     words = [names[order[0]]]
     for prev, k in zip(order, order[1:]):
@@ -323,8 +319,7 @@ def published(max_mflops: float = 50.0) -> Table:
     """
     from .reference import table
 
-    if isinstance(max_mflops, bool) or not isinstance(max_mflops, int | float) or max_mflops <= 0:
-        raise ValueError(f"max_mflops must be a number > 0, got {max_mflops!r}")
+    validate.number("max_mflops", max_mflops, above=0)
     source = table("shufflenet_v2.table8")
     rows = [
         {

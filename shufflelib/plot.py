@@ -21,7 +21,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .bench import machine_part
+from .env import machine_part
 from .tables import Table
 
 if TYPE_CHECKING:
@@ -384,7 +384,7 @@ def roofline(roof: Roofline, operators: Table) -> Figure:
 def network_roofline(roof: Roofline, points: Table, title: str = "") -> Figure:
     """Whole networks on this machine's roofline, one point per variant and batch; chapter 11.
 
-    ``points`` comes from :func:`shufflelib.deploy.roofline_points`. Colour tells the network and
+    ``points`` comes from :func:`shufflelib.ladder.roofline_points`. Colour tells the network and
     batch size (its ``kind``), the marker the variant (the text of ``operator`` before " (b");
     the points of one network and batch share an intensity, so they stand in a column, and the
     gap between a point and the roofline above it is the time that variant leaves on the table.

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import validate
 from .tables import Table
 
 __all__ = ["names", "table", "progressive_schedule"]
@@ -236,7 +237,7 @@ _SNV2_TABLE8 = _Ref(
     note=(
         "'input' is the image side: the paper marks 160x160 rows with * and 192x192 rows with **; "
         "all others are 224x224. CondenseNet has no speed numbers. The rows were read from "
-        "a text version of the paper, not checked against a second copy."
+        "a text version of Ma et al. (2018), Table 8, not checked against a second copy."
     ),
 )
 
@@ -532,11 +533,11 @@ def table(name: str) -> Table:
     """A published table as a fresh :class:`Table`, its source in ``title``; chapters 4 to 8.
 
     Rows are dicts with the paper's numbers as ints and floats (``None`` where the paper prints
-    none); the note holds the caveats recorded with the numbers. Unknown names raise
-    ``ValueError`` listing the known ones.
+    none); the note holds the caveats recorded with the numbers. A name that is not a str raises
+    ``TypeError``; an unknown name raises ``ValueError`` listing the known ones.
     """
-    if not isinstance(name, str) or name not in _TABLES:
-        raise ValueError(f"unknown reference table {name!r}; known tables: {', '.join(_TABLES)}")
+    validate.text("name", name)
+    validate.choice("name", name, _TABLES)
     return _TABLES[name].build()
 
 
@@ -546,10 +547,9 @@ def progressive_schedule(size: str = "S", stages: int = 4) -> Table:
     Each setting goes linearly from its "min" (first stage) to its "max" (last stage), as the
     paper's Algorithm 1 does. This interpolates published numbers; it measures nothing.
     """
-    if size not in ("S", "M", "L"):
-        raise ValueError(f"size must be 'S', 'M' or 'L', got {size!r}")
-    if isinstance(stages, bool) or not isinstance(stages, int) or stages < 2:
-        raise ValueError(f"stages must be an int >= 2, got {stages!r}")
+    validate.text("size", size)
+    validate.choice("size", size, ("S", "M", "L"))
+    validate.integer("stages", stages, minimum=2)
     settings = {
         row["setting"]: (row[f"{size} min"], row[f"{size} max"])
         for row in table("efficientnet_v2.table6")

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from . import data as _data
+from . import validate
 from .stats import spread
 from .tables import Table
 from .train import (
@@ -122,8 +123,8 @@ def settings(
     Chapter 9 trains its live run with these, so that it is the same recipe as the stored seeds.
     ``full=True`` keeps the book's 30 epochs (and the run's learning rate).
     """
-    if label not in RUNS:
-        raise ValueError(f"unknown run {label!r}; the store holds {list(RUNS)}")
+    validate.choice("label", label, RUNS)
+    validate.flag("full", full)
     recipe = {k: RUNS[label][k] for k in ("lr", "epochs") if k in RUNS[label]}
     if full:
         recipe.pop("epochs", None)
@@ -132,8 +133,7 @@ def settings(
 
 def command(label: str, seed: int, checkpoint_dir: str | os.PathLike) -> list[str]:
     """The training command line of one stored run: ``python -m shufflelib.train`` and options."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    validate.integer("seed", seed, minimum=0)
     s = settings(label)
     spec, lr, epochs = RUNS[label], s["lr"], s["epochs"]
     argv = ["--model", spec["model"], "--seed", str(seed), "--epochs", str(epochs)]
@@ -166,7 +166,7 @@ def _sha256(path: Path) -> str:
 
 
 def _manifest_head(jobs: int) -> dict[str, Any]:
-    from .bench import machine_info
+    from .env import machine_info
 
     return {
         "format": FORMAT,
@@ -228,10 +228,8 @@ def make(
     store = Path(store) if store is not None else default_store()
     labels = list(BOOK) if runs is None else list(runs)
     for label in labels:
-        if label not in RUNS:
-            raise ValueError(f"unknown run {label!r}; the store holds {list(RUNS)}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"jobs must be an int >= 1, got {jobs!r}")
+        validate.choice("runs", label, RUNS)
+    validate.integer("jobs", jobs, minimum=1)
     head = _manifest_head(jobs)
     old = _read_manifest(store) if (store / MANIFEST).is_file() else {}
     fresh = old.get("code") == head["code"] and old.get("data") == head["data"]

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import validate
+
 __all__ = [
     "ESTIMATORS",
     "HOLDS",
@@ -100,14 +102,6 @@ class Interval:
         return f"{self.estimate:.{self.decimals}f} {self.bounds}"
 
 
-def _check_confidence(confidence: object) -> float:
-    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
-        raise TypeError(f"confidence must be a number in (0, 1), got {confidence!r}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
-    return float(confidence)
-
-
 def _check_times(name: str, values: object) -> np.ndarray:
     if isinstance(values, str | bytes) or not isinstance(values, Sequence | np.ndarray):
         raise TypeError(f"{name} must be a sequence of positive times, got {values!r}")
@@ -119,7 +113,7 @@ def _check_times(name: str, values: object) -> np.ndarray:
 
 def min_rounds(confidence: float = 0.95) -> int:
     """The fewest rounds whose median has a finite distribution-free interval at ``confidence``."""
-    confidence = _check_confidence(confidence)
+    confidence = validate.number("confidence", confidence, above=0, below=1)
     n = 2
     while 1 - 2 * 0.5**n < confidence:  # the interval [min, max] covers the median w.p. 1 - 2/2^n
         n += 1
@@ -165,9 +159,8 @@ def ratio_interval(
     a, b = _check_times("numerator", numerator), _check_times("denominator", denominator)
     if len(a) != len(b):
         raise ValueError(f"numerator and denominator must pair up, got {len(a)} and {len(b)}")
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    confidence = _check_confidence(confidence)
+    validate.choice("estimator", estimator, ESTIMATORS)
+    confidence = validate.number("confidence", confidence, above=0, below=1)
     logs = np.log(a / b)
     n = len(logs)
     lo, hi = -math.inf, math.inf
@@ -218,10 +211,8 @@ def verdict(interval: Interval, threshold: float = 1.0, *, claim: str = "above")
     """
     if not isinstance(interval, Interval):
         raise TypeError(f"interval must be a stats.Interval, got {type(interval).__name__}")
-    if claim not in ("above", "below"):
-        raise ValueError(f"claim must be 'above' or 'below', got {claim!r}")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise TypeError(f"threshold must be a number, got {threshold!r}")
+    validate.choice("claim", claim, ("above", "below"))
+    validate.number("threshold", threshold)
     side = interval.side(threshold) * (1 if claim == "above" else -1)
     return {1: HOLDS, -1: FAILS, 0: CLOSE}[side]
 
@@ -229,8 +220,7 @@ def verdict(interval: Interval, threshold: float = 1.0, *, claim: str = "above")
 def all_of(*verdicts: str) -> str:
     """The verdict on several claims together: fails if one fails, holds if all hold."""
     for v in verdicts:
-        if v not in VERDICTS:
-            raise ValueError(f"each verdict must be one of {VERDICTS}, got {v!r}")
+        validate.choice("each verdict", v, VERDICTS)
     if FAILS in verdicts:
         return FAILS
     return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else CLOSE

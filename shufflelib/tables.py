@@ -41,6 +41,15 @@ class Table(list):
     """Rows (dicts with the same keys) plus an optional title and footnote."""
 
     def __init__(self, rows: Iterable[Mapping[str, Any]] = (), title: str = "", note: str = ""):
+        if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
+            raise TypeError(f"rows must be an iterable of dicts (one per row), got {rows!r:.80}")
+        rows = list(rows)
+        for i, r in enumerate(rows):
+            if not isinstance(r, Mapping):
+                raise TypeError(f"rows[{i}] must be a dict of column -> value, got {r!r:.80}")
+        for name, value in (("title", title), ("note", note)):
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {value!r:.80}")
         super().__init__(dict(r) for r in rows)
         self.title = title
         self.note = note
@@ -55,7 +64,7 @@ class Table(list):
     def column(self, name: str) -> list[Any]:
         """The values of one column, in row order."""
         if name not in self.columns:
-            raise KeyError(f"no column {name!r}; columns are {self.columns}")
+            raise ValueError(f"no column {name!r} in the table; it has {self.columns}")
         return [row.get(name) for row in self]
 
     def pick(self, columns: Iterable[str], title: str | None = None) -> Table:
@@ -64,7 +73,9 @@ class Table(list):
         columns = list(columns)
         missing = [c for c in columns if c not in self.columns]
         if missing or not columns:
-            raise KeyError(f"no column(s) {missing or columns!r}; columns are {self.columns}")
+            raise ValueError(
+                f"no column(s) {missing or columns!r} in the table; it has {self.columns}"
+            )
         rows = ({c: row.get(c) for c in columns} for row in self)
         return Table(rows, title=self.title if title is None else title, note=self.note)
 

@@ -111,12 +111,14 @@ def test_close_shape_mismatch():
 
 
 def test_close_bad_arguments():
-    with pytest.raises(ValueError, match="rtol must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match="rtol must be a finite number >= 0, got -1"):
         check.close(1.0, 1.0, "x", rtol=-1)
-    with pytest.raises(ValueError, match="atol must be a number >= 0, got 'a'"):
+    with pytest.raises(TypeError, match="atol must be a finite number >= 0, got 'a'"):
         check.close(1.0, 1.0, "x", atol="a")
     with pytest.raises(TypeError, match="what must be a non-empty str"):
         check.close(1.0, 1.0, 3)
+    with pytest.raises(ValueError, match="what must be a non-empty str, got ' '"):
+        check.close(1.0, 1.0, " ")
     with pytest.raises(TypeError, match="must be a number or a tensor to compare, got 'one'"):
         check.close("one", 1.0, "x")
     with pytest.raises(TypeError, match="expected must be a tensor, a number or a nested list"):

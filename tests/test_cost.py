@@ -151,11 +151,28 @@ def test_madds_uses_the_model_dtype():
 
 
 @pytest.mark.parametrize(
-    "input_size", [[], (), (1, 0, 4), (1, -3, 4, 4), "abc", (1.5, 3), (1, True, 4, 4), 7, None]
+    ("input_size", "error"),
+    [
+        ([], ValueError),
+        ((), ValueError),
+        ((1, 0, 4), ValueError),
+        ((1, -3, 4, 4), ValueError),
+        ("abc", TypeError),
+        ((1.5, 3), TypeError),
+        ((1, True, 4, 4), TypeError),
+        (7, TypeError),
+        (None, TypeError),
+    ],
 )
-def test_madds_bad_input_size(input_size):
-    with pytest.raises(ValueError, match="input_size"):
+def test_madds_bad_input_size(input_size, error):
+    with pytest.raises(error, match="input_size must be a sequence of ints >= 1, got "):
         madds(nn.Conv2d(3, 3, 1), input_size)
+
+
+def test_an_input_the_model_cannot_take_is_named():
+    conv = nn.Conv2d(3, 4, 3)
+    with pytest.raises(ValueError, match=r"input_size \(3, 32, 32\) does not fit Sequential: mat1"):
+        madds(nn.Sequential(conv, nn.Flatten(0), nn.Linear(4, 2)), (3, 32, 32))
 
 
 @pytest.mark.parametrize("model", [lambda x: x, torch.zeros(3), None])
@@ -339,9 +356,9 @@ def test_size_table_gives_params_madds_and_mac_per_model():
 @pytest.mark.parametrize(
     "models, size, error, match",
     [
-        ({}, (1, 3, 8, 8), TypeError, "non-empty mapping"),
-        ([nn.Conv2d(3, 3, 1)], (1, 3, 8, 8), TypeError, "non-empty mapping"),
-        ({"x": "conv"}, (1, 3, 8, 8), TypeError, r"models\['x'\] must be an nn.Module"),
+        ({}, (1, 3, 8, 8), ValueError, "models must have at least one entry"),
+        ([nn.Conv2d(3, 3, 1)], (1, 3, 8, 8), TypeError, "models must be a mapping"),
+        ({"x": "conv"}, (1, 3, 8, 8), TypeError, r"models\['x'\] must be a torch.nn.Module"),
         ({"x": nn.Conv2d(3, 3, 1)}, (1, 0, 8, 8), ValueError, "input_size must be"),
     ],
 )

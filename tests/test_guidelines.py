@@ -363,7 +363,7 @@ def test_verdict_bad_input():
         G.verdict(g1_rows(REF, REF, REF, REF)[1:], "G1")
 
 
-# --- bad input raises ValueError before any work ---------------------------------------------
+# --- bad input raises TypeError or ValueError before any work -------------------------------
 
 
 @pytest.fixture
@@ -376,11 +376,11 @@ def no_work(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("call", "match"),
+    "case",
     [
         (lambda: G.g1_sweep(0), "scale"),
-        (lambda: G.g1_sweep(1.5), "scale"),
-        (lambda: G.g1_sweep(True), "scale"),
+        (lambda: G.g1_sweep(1.5), "scale", TypeError),
+        (lambda: G.g1_sweep(True), "scale must be an int >= 1, got True", TypeError),
         (lambda: G.g1_sweep(1, "tpu"), "platform"),
         (lambda: G.g1_sweep(1, "arm", size=0), "size"),
         (lambda: G.g1_sweep(1, "arm", batch=-1), "batch"),
@@ -400,11 +400,11 @@ def no_work(monkeypatch):
         (lambda: G.g4_sweep(32, "npu"), "platform"),
         (lambda: G.g4_sweep(32, blocks=0), "blocks"),
         (lambda: G.g4_sweep(32, threads=0), "threads"),
-        (lambda: G.g1_sweep(threads=1.0), "threads"),
-        (lambda: G.g1_sweep(max_seconds=0), "max_seconds must be > 0, got 0"),
+        (lambda: G.g1_sweep(threads=1.0), "threads", TypeError),
+        (lambda: G.g1_sweep(max_seconds=0), "max_seconds must be a finite number > 0, got 0"),
         (lambda: G.g2_sweep(estimator="mode"), "estimator must be one of"),
-        (lambda: G.g3_sweep(rounds=6, max_rounds=3), "max_rounds must be an int >= rounds"),
-        (lambda: G.g4_sweep(target=2), "target must be in"),
+        (lambda: G.g3_sweep(rounds=6, max_rounds=3), "max_rounds must be an int >= 6, got 3"),
+        (lambda: G.g4_sweep(target=2), "target must be a finite number > 0 and < 1, got 2"),
         (lambda: G.g2_network(90, 4), "not divisible by 4"),
         (lambda: G.g2_network(64, 0), "groups"),
         (lambda: G.g1_network(0, 8), "c1"),
@@ -412,23 +412,25 @@ def no_work(monkeypatch):
         (lambda: G.g3_network("3-fragment-series", 64), "3-fragment-series"),
         (lambda: G.g3_network("1-fragment", 0), "c"),
         (lambda: G.g4_network(30), "divisible by 4"),
-        (lambda: G.g4_network(32, relu="no"), "relu"),
+        (lambda: G.g4_network(32, relu="no"), "relu must be True or False", TypeError),
         (lambda: G.g1_configs(0), "scale"),
         (lambda: G.g2_configs(1, "cpu"), "platform"),
         (lambda: G.g3_configs(-1), "width_index"),
+        (lambda: G.FragmentBlock(0, 2, "series"), "channels must be an int >= 1, got 0"),
     ],
 )
-def test_bad_input_raises_before_work(no_work, call, match):
-    with pytest.raises(ValueError, match=match):
+def test_bad_input_raises_before_work(no_work, case):
+    call, match, error = (*case, ValueError)[:3]  # a value of the wrong kind is a TypeError
+    with pytest.raises(error, match=match):
         call()
 
 
 def test_bad_input_messages_name_value_and_rule():
-    with pytest.raises(ValueError, match=r"platform must be one of \('arm', 'gpu'\), got 'tpu'"):
+    with pytest.raises(ValueError, match=r"platform must be one of 'arm', 'gpu'; got 'tpu'"):
         G.g1_configs(1, "tpu")
     with pytest.raises(ValueError, match="c=90 is not divisible by 4"):
         G.g2_network(90, 4)
-    with pytest.raises(ValueError, match=r"structure must be one of .*1-fragment.*got 'x'"):
+    with pytest.raises(ValueError, match=r"structure must be one of '1-fragment'.*; got 'x'"):
         G.g3_width("x", 64)
 
 

@@ -1,4 +1,5 @@
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +35,7 @@ def test_setup_prints_one_line(no_accelerator, capsys):
     assert len(lines) == 1
     assert "torch" in lines[0]
     assert torch.__version__ in lines[0]
-    assert shufflelib.bench.machine_info("cpu").cpu in lines[0]  # the CPU model
+    assert shufflelib.env.machine_info("cpu").cpu in lines[0]  # the CPU model
     assert f"{torch.get_num_threads()} threads" in lines[0]
     assert "device cpu" in lines[0]
 
@@ -76,18 +77,37 @@ def test_different_seeds_give_different_draws():
     assert not torch.equal(a, torch.randn(8))
 
 
-@pytest.mark.parametrize("seed", [-1, 1.5, True, "0", None])
-def test_bad_seed(seed):
-    with pytest.raises(ValueError, match="seed"):
+@pytest.mark.parametrize(
+    ("seed", "error"),
+    [(-1, ValueError), (1.5, TypeError), (True, TypeError), ("0", TypeError), (None, TypeError)],
+)
+def test_bad_seed(seed, error):
+    with pytest.raises(error, match=f"seed must be an int >= 0, got {seed!r}"):
         shufflelib.setup(seed=seed, quiet=True)
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(error, match=f"seed must be an int >= 0, got {seed!r}"):
         shufflelib.seed_everything(seed)
 
 
 def test_public_names():
     for name in shufflelib.__all__:
         assert hasattr(shufflelib, name), name
-    assert shufflelib.__version__ == "0.1.0"
+
+
+def declared_version(pyproject: Path) -> str:
+    """The version pyproject.toml declares in its [project] table."""
+    text = pyproject.read_text(encoding="utf-8")
+    if sys.version_info >= (3, 11):
+        import tomllib
+
+        return tomllib.loads(text)["project"]["version"]
+    project = re.search(r"^\[project\]$(.*?)(?=^\[|\Z)", text, re.M | re.S)
+    return re.search(r'^version\s*=\s*"([^"]+)"', project.group(1), re.M).group(1)
+
+
+def test_version_is_the_one_pyproject_declares():
+    version = declared_version(REPO / "pyproject.toml")
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", version), version
+    assert shufflelib.__version__ == version
 
 
 IMPORT_CHECK = """

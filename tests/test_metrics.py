@@ -17,7 +17,7 @@ def net(width: int) -> nn.Module:
 
 
 def test_direct_metrics_counts_and_times_every_model(one_thread):
-    models = {"narrow": net(4), "wide": net(32)}
+    models = {"narrow": net(4), "wide": net(32).train()}
     t = metrics.direct_metrics(
         models,
         {"narrow": 0.3, "wide": 0.6},
@@ -37,6 +37,7 @@ def test_direct_metrics_counts_and_times_every_model(one_thread):
     for b in (1, 4):
         assert all(v > 0 for v in t.column(f"b{b} (ms)"))
         assert all(v >= 0 for v in t.column(f"b{b} IQR (ms)"))
+    assert models["wide"].training, "the caller's model keeps its train mode"
 
 
 def test_direct_metrics_rejects_bad_input():
@@ -153,3 +154,13 @@ def test_published_quotes_table_8():
     assert "ShuffleNet v2 0.5x (ours)" in metrics.pareto_front(t, "ARM (ms)", "top-1 accuracy")
     with pytest.raises(ValueError, match="max_mflops"):
         metrics.published(0)
+
+
+def test_every_table_reader_names_a_missing_column():
+    table = Table([{"model": "a", "MAdds (M)": 1.0}])
+    with pytest.raises(ValueError, match="no column 'b1 \\(ms\\)' in the table"):
+        metrics.verdict(table)
+    with pytest.raises(ValueError, match="no column 'b1 \\(ms\\)' in the table"):
+        metrics.pareto_front(table, cost="b1 (ms)")
+    with pytest.raises(TypeError, match="table must be a shufflelib Table, got \\[1, 2\\]"):
+        metrics.verdict([1, 2])

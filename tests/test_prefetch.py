@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -125,12 +124,21 @@ def test_archive_copied_by_hand_is_verified_and_unpacked_offline(source, root, n
     assert (folder / "a.bin").read_bytes() == FILES["a.bin"]
 
 
-def test_offline_without_the_archive_fails_at_once_and_says_what_to_do(source, root, no_network):
+def test_offline_without_the_archive_fails_at_once_and_says_what_to_do(
+    source, root, no_network, monkeypatch
+):
     archive, _ = source
-    start = time.perf_counter()
+    probes = []
+
+    def unreachable(url, timeout):
+        probes.append((url, timeout))
+        return "cannot reach x:443 (test)"
+
+    monkeypatch.setattr(prefetch, "_reachable", unreachable)
     with pytest.raises(RuntimeError) as err:
-        prefetch.fetch(archive, root, progress=False, log=_quiet)
-    assert time.perf_counter() - start < 2
+        prefetch.fetch(archive, root, timeout=0.25, progress=False, log=_quiet)
+    # one bounded probe with the caller's timeout, then no download (no_network would fail it)
+    assert probes == [(archive.url, 0.25)]
     message = str(err.value)
     assert "cannot download tiny from file://" in message
     assert "no internet access" in message
@@ -203,11 +211,21 @@ def test_stalled_download_gives_up_after_the_timeout(source, root, monkeypatch):
     thread = threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True)
     thread.start()
     stalled = Archive(**{**archive.__dict__, "url": f"http://127.0.0.1:{port}/tiny.tar.gz"})
-    start = time.perf_counter()
+    real_urlopen = urllib.request.urlopen
+    timeouts = []
+
+    def bounded(url, data=None, timeout=None, **kwargs):
+        timeouts.append(timeout)
+        if timeout is None:  # it would wait for the silent server for ever
+            raise AssertionError("urlopen was called without a timeout")
+        return real_urlopen(url, data, timeout, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", bounded)
     try:
+        # the server never answers and is never closed during the call: only the timeout ends it
         with pytest.raises(RuntimeError, match="timed out"):
             prefetch.fetch(stalled, root, timeout=0.5, progress=False, log=_quiet)
-        assert time.perf_counter() - start < 10
+        assert timeouts == [0.5]
     finally:
         for conn in accepted:
             conn.close()

@@ -120,6 +120,7 @@ def test_architecture_and_accuracy_spot_values():
     condense = row("shufflenet_v2.table8", "model", "CondenseNet (G=C=8)")
     assert condense["GPU (batches/s)"] is None and condense["ARM (images/s)"] is None
     assert row("shufflenet_v2.table8", "model", "0.4 MobileNet v2 (our impl.)")["input"] == 160
+    assert "Ma et al. (2018), Table 8" in reference.table("shufflenet_v2.table8").note
     assert len(reference.table("shufflenet_v2.table8")) == 39
 
     v1 = reference.table("shufflenet_v1.table1")
@@ -171,8 +172,11 @@ def test_unknown_name_lists_the_known_ones():
         reference.table("shufflenet_v2.table9")
     for name in reference.names():
         assert name in str(e.value)
-    with pytest.raises(ValueError, match="unknown reference table"):
+    assert "name must be one of" in str(e.value)
+    with pytest.raises(TypeError, match="name must be a non-empty str, got 1"):
         reference.table(1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="name must be a non-empty str"):
+        reference.table("")
 
 
 def test_progressive_schedule_interpolates_table6_linearly():
@@ -186,7 +190,13 @@ def test_progressive_schedule_interpolates_table6_linearly():
     assert s.column("dropout") == [0.1, 0.167, 0.233, 0.3]
     m = progressive_schedule("M", stages=2)
     assert m.column("RandAugment") == [5, 20] and m.column("mixup alpha") == [0, 0.2]
-    with pytest.raises(ValueError, match="'XL'"):
+    with pytest.raises(ValueError, match="size must be one of 'S', 'M', 'L'; got 'XL'"):
         progressive_schedule("XL")
-    with pytest.raises(ValueError, match="1"):
+    with pytest.raises(TypeError, match="size must be a non-empty str, got 1"):
+        progressive_schedule(1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="stages must be an int >= 2, got 1"):
         progressive_schedule("S", stages=1)
+    with pytest.raises(TypeError, match="stages must be an int >= 2, got '4'"):
+        progressive_schedule("S", stages="4")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="stages must be an int >= 2, got True"):
+        progressive_schedule("S", stages=True)

@@ -66,7 +66,7 @@ def test_a_store_from_other_code_is_stale_and_says_how_to_refresh(tmp_path):
 def test_missing_store_and_bad_arguments(tmp_path):
     with pytest.raises(FileNotFoundError, match="make results"):
         results.load(tmp_path / "nowhere")
-    with pytest.raises(ValueError, match="unknown run 'resnet'"):
+    with pytest.raises(ValueError, match="runs must be one of 'shufflenet.*; got 'resnet'"):
         results.make(tmp_path, runs=["resnet"])
     with pytest.raises(ValueError, match="jobs must be an int >= 1, got 0"):
         results.make(tmp_path, jobs=0)
@@ -102,7 +102,7 @@ def test_settings_are_the_books_with_the_runs_recipe():
     full = results.settings("mobilenet_v2", full=True, data="cifar10:data")
     assert full["epochs"] == 30 and full["lr"] == 0.025 and full["data"] == "cifar10:data"
     assert results.settings("shufflenet_v2_x0_5")["lr"] == s["lr"]
-    with pytest.raises(ValueError, match="unknown run 'resnet'"):
+    with pytest.raises(ValueError, match="label must be one of 'shufflenet.*; got 'resnet'"):
         results.settings("resnet")
 
 

@@ -59,10 +59,26 @@ def test_column_reads_rows_added_later():
 
 
 def test_unknown_column():
-    with pytest.raises(KeyError, match="nope"):
+    with pytest.raises(ValueError, match="no column 'nope' in the table; it has \\['name'"):
         make_table().column("nope")
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="no column 'a'"):
         Table().column("a")
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        ([1, 2], r"rows\[0\] must be a dict of column -> value, got 1"),
+        ("ab", "rows must be an iterable of dicts"),
+        ({"a": 1}, "rows must be an iterable of dicts"),
+        (3, "rows must be an iterable of dicts"),
+    ],
+)
+def test_rows_that_are_not_dicts_are_refused(rows, match):
+    with pytest.raises(TypeError, match=match):
+        Table(rows)
+    with pytest.raises(TypeError, match="title must be a str, got 3"):
+        Table([], title=3)
 
 
 def test_str_contains_title_note_and_values():
@@ -148,7 +164,7 @@ def test_pick_makes_a_narrower_view():
     view = t.pick(["c", "a"])
     assert view == [{"c": "x", "a": 1}, {"c": "y", "a": 3}] and view.columns == ["c", "a"]
     assert view.title == "t" and view.note == "n" and t.pick(["a"], title="A").title == "A"
-    with pytest.raises(KeyError, match="'z'"):
+    with pytest.raises(ValueError, match="'z'"):
         t.pick(["a", "z"])
 
 

@@ -154,6 +154,154 @@ def easy(n: int, seed: int) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(x, y)
 
 
+# ---------------------------------------------------------------------------------------------
+# the recipe as fit builds and applies it (each test fails if its piece leaves the recipe)
+
+
+class FixedLogits(nn.Module):
+    """Gives the same logits for every image, whatever the training does (w gets no gradient)."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.register_buffer("logits", logits.clone())
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1) + 0 * self.w
+
+
+def trained_optimizer(sets, tmp_path, **kw) -> tuple[dict, dict[int, torch.Size]]:
+    """The optimiser fit built, from its checkpoint after one step: param groups and shapes."""
+    kw = {"batch_size": 32, "limit_train": 32, "progress": False, "log": None, "workers": 0, **kw}
+    train.fit(tiny(), sets[0], 1, checkpoint_dir=tmp_path, **kw)
+    opt = train.load_checkpoint(tmp_path)["optimizer"]
+    state = opt["state"]
+    # every parameter's state tensor (momentum buffer, Adam's first moment) has its shape
+    shapes = {i: next(v for v in s.values() if v.ndim > 0).shape for i, s in state.items()}
+    return opt, shapes
+
+
+DECAYED = {(8, 3, 3, 3), (16, 8, 3, 3), (10, 16)}  # Tiny's conv and linear weights
+NOT_DECAYED = [(8,), (8,), (16,), (10,)]  # its BN scale and shift, conv and linear biases
+
+
+def test_fit_decays_weights_and_never_norms_or_biases(sets, tmp_path, one_thread):
+    opt, shapes = trained_optimizer(sets, tmp_path)
+    groups = opt["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [5e-4, 0.0]  # the SGD default
+    assert {tuple(shapes[i]) for i in groups[0]["params"]} == DECAYED
+    assert len(groups[0]["params"]) == len(DECAYED)
+    assert sorted(tuple(shapes[i]) for i in groups[1]["params"]) == sorted(NOT_DECAYED)
+    opt, _ = trained_optimizer(sets, tmp_path / "wd", weight_decay=0.01)
+    assert [g["weight_decay"] for g in opt["param_groups"]] == [0.01, 0.0]
+    opt, shapes = trained_optimizer(sets, tmp_path / "adamw", optimizer="adamw")
+    assert [g["weight_decay"] for g in opt["param_groups"]] == [0.05, 0.0]  # the AdamW default
+    assert {tuple(shapes[i]) for i in opt["param_groups"][0]["params"]} == DECAYED
+
+
+def test_fit_uses_sgd_with_nesterov_momentum(sets, tmp_path, one_thread):
+    opt, shapes = trained_optimizer(sets, tmp_path)
+    for g in opt["param_groups"]:
+        assert g["momentum"] == 0.9 and g["nesterov"] is True and g["dampening"] == 0
+        assert g["initial_lr"] == pytest.approx(0.1 * 32 / 128)  # 0.1 at batch 128, scaled
+    assert len(shapes) == len(DECAYED) + len(NOT_DECAYED)  # a momentum buffer for every tensor
+    assert all(s["momentum_buffer"] is not None for s in opt["state"].values())
+    opt, _ = trained_optimizer(sets, tmp_path / "plain", momentum=0.5, nesterov=False)
+    assert all(g["momentum"] == 0.5 and g["nesterov"] is False for g in opt["param_groups"])
+
+
+def smoothed_cross_entropy(logits: list[float], label: int, eps: float) -> float:
+    """Label-smoothed cross-entropy by hand: the target puts 1 - eps + eps/K on the label and
+    eps/K on every class."""
+    top = max(logits)
+    log_z = top + math.log(sum(math.exp(z - top) for z in logits))
+    log_p = [z - log_z for z in logits]
+    k = len(logits)
+    return -(1 - eps) * log_p[label] - eps / k * sum(log_p)
+
+
+@pytest.mark.parametrize("smoothing", [None, 0.0, 0.3])
+def test_fit_trains_on_label_smoothed_cross_entropy(smoothing, one_thread):
+    z = [0.3 * k - 1.0 for k in range(10)]
+    z[3] = 2.5  # class 3 is the model's answer
+    tr = easy(64, 0)
+    kw = {} if smoothing is None else {"label_smoothing": smoothing}
+    h = train.fit(
+        FixedLogits(torch.tensor(z)),
+        tr,
+        1,
+        batch_size=32,
+        progress=False,
+        log=None,
+        workers=0,
+        **kw,
+    )
+    eps = 0.1 if smoothing is None else smoothing  # fit's default is 0.1
+    labels = tr.tensors[1].tolist()
+    expected = sum(smoothed_cross_entropy(z, y, eps) for y in labels) / len(labels)
+    assert h[0]["train loss"] == pytest.approx(expected, rel=1e-5)
+    assert h[0]["train accuracy"] == labels.count(3) / len(labels)
+
+
+def test_fit_warms_the_learning_rate_up_then_decays_it(one_thread):
+    # one step an epoch, so each epoch's lr is the schedule after that many steps: a warm-up
+    # over 4 of the 8 steps (lr * (step + 1) / 4), then a cosine from lr to zero
+    kw = {"batch_size": 32, "limit_train": 32, "progress": False, "log": None, "workers": 0}
+    h = train.fit(FixedLogits(torch.zeros(10)), easy(32, 0), 8, lr=0.2, warmup_epochs=4, **kw)
+    c = math.cos(math.pi / 4)
+    expected = [0.5, 0.75, 1.0, 1.0, (1 + c) / 2, 0.5, (1 - c) / 2, 0.0]
+    assert h.column("lr") == pytest.approx([0.2 * f for f in expected], abs=1e-12)
+    # the default warm-up is a tenth of the run: 0.8 epochs, round(0.8) = 1 step
+    h = train.fit(FixedLogits(torch.zeros(10)), easy(32, 0), 8, lr=0.2, **kw)
+    cosine = [0.5 * (1 + math.cos(math.pi * (s - 1) / 7)) for s in range(1, 9)]
+    assert h.column("lr") == pytest.approx([0.2 * f for f in cosine], abs=1e-12)
+
+
+def test_mixup_mixes_images_and_targets_with_the_lambda_it_draws():
+    x = torch.arange(8 * 3 * 2 * 2, dtype=torch.float32).reshape(8, 3, 2, 2)
+    y = torch.arange(8)
+    torch.manual_seed(16)
+    lam = float(torch.distributions.Beta(0.4, 0.4).sample())  # from torch's global generator
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(2))  # from the epoch's
+    assert 0.05 < lam < 0.95 and lam != pytest.approx(0.5, abs=0.05)
+    assert not torch.equal(perm, torch.arange(8))
+    torch.manual_seed(16)
+    mixed, ya, yb, got = train._mixup(x, y, 0.4, torch.Generator().manual_seed(2))
+    assert got == lam
+    assert torch.allclose(mixed, lam * x + (1 - lam) * x[perm])
+    assert torch.equal(ya, y) and torch.equal(yb, y[perm])
+    torch.manual_seed(12)  # another draw, another lambda
+    assert train._mixup(x, y, 0.4, torch.Generator().manual_seed(2))[3] != lam
+    same, ya, yb, one = train._mixup(x, y, 0.0, torch.Generator())  # alpha 0: no mixing
+    assert one == 1.0 and torch.equal(same, x) and torch.equal(ya, y)
+
+
+def test_a_mixup_step_weighs_both_targets_by_lambda():
+    torch.manual_seed(0)
+    net = nn.Linear(6, 10)
+    x, y = torch.randn(8, 6), torch.arange(8)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    ce = nn.CrossEntropyLoss(label_smoothing=0.1)
+    cpu = torch.device("cpu")
+    stepper = train._Stepper(net, net, opt, sched, scaler, ce, cpu, False, False)
+    # the lambda and the pairing, drawn by hand from the generators the step draws from
+    torch.manual_seed(9)
+    lam = float(torch.distributions.Beta(0.4, 0.4).sample())
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        logits = net(lam * x + (1 - lam) * x[perm])
+        expected = lam * ce(logits, y) + (1 - lam) * ce(logits, y[perm])
+        alone = ce(logits, y), ce(logits, y[perm])
+    torch.manual_seed(9)
+    loss, got_logits = stepper._step(x, y, 0.4, torch.Generator().manual_seed(3))
+    assert torch.allclose(got_logits, logits)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert 0.1 < lam < 0.9  # so the mix differs from either target alone:
+    assert all(loss.item() != pytest.approx(a.item(), rel=1e-3) for a in alone)
+
+
 def test_fit_returns_a_history_and_the_loss_goes_down(one_thread):
     kw = {"optimizer": "adamw", "lr": 1e-2, "weight_decay": 0.0, "label_smoothing": 0.0}
     h = fit(tiny(), (easy(320, 0), easy(160, 1)), epochs=6, **kw)
@@ -320,7 +468,7 @@ def test_load_checkpoint_rejects_other_files(tmp_path):
         ({"limit_train": 0}, ValueError, "limit_train"),
         ({"resume": 1}, TypeError, "resume must be True or False"),
         ({"log": "print"}, TypeError, "log must be a callable"),
-        ({"device": "tpu"}, ValueError, "'cpu', 'cuda' or 'mps'"),
+        ({"device": "tpu"}, ValueError, "device must be .*'tpu'"),
     ],
 )
 def test_fit_rejects_bad_input_before_any_work(sets, kw, error, match):
@@ -567,8 +715,72 @@ def test_augmentation_can_be_left_out_for_the_embedded_data_only(tmp_path):
         train._datasets("embedded", 0, False, 224, "no")
 
 
-def test_runs_are_keyed_by_the_training_code_only():
-    keyed = train.TRAINING_CODE
-    assert {"train.py", "data.py", "layers.py", "models"} <= set(keyed)
-    assert "deploy.py" not in keyed and "plot.py" not in keyed
-    assert len(train.source_digest()) == 12
+def test_the_code_key_changes_with_the_training_code_only(tmp_path, monkeypatch):
+    """source_digest over a copy of the library's sources: an edit to a network, layer, op, the
+    data or the trainer changes it; an edit anywhere else, or no edit, leaves it as it was."""
+    package = Path(train.__file__).parent
+    copy = tmp_path / "shufflelib"
+    for src in package.rglob("*.py"):
+        dest = copy / src.relative_to(package)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(src.read_bytes())
+    monkeypatch.setattr(train, "__file__", str(copy / "train.py"))  # hash the copy instead
+
+    def digest() -> str:
+        return train.source_digest.__wrapped__(train.TRAINING_CODE)  # past the cache
+
+    first = digest()
+    assert first == train.source_digest() and len(first) == 12  # the copy is the library
+    assert digest() == first  # nothing changed, nothing moves
+    files = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.py"))
+    training = ["train.py", "data.py", "layers.py", "ops.py"]
+    training += [f for f in files if f.startswith("models/")]
+    others = [f for f in files if f not in training]
+    assert len(training) > 5 and {"__init__.py", "plot.py", "results.py"} <= set(others)
+    for rel in files:
+        path = copy / rel
+        original = path.read_bytes()
+        path.write_bytes(original + b"\n# an edit\n")
+        assert (digest() != first) == (rel in training), rel
+        path.write_bytes(original)
+        assert digest() == first, rel
+    (copy / "models" / "new_net.py").write_text("# a new network\n")
+    assert digest() != first
+
+
+def test_a_run_folder_changes_with_every_setting_and_only_with_one(sets, tmp_path, monkeypatch):
+    folders: list[Path] = []
+
+    def record(model, train_set, epochs, **kw):  # no training: only the folder run chose
+        folders.append(kw["checkpoint_dir"])
+        return Table([{"epoch": epochs, "test accuracy": 0.0}])
+
+    monkeypatch.setattr(train, "fit", record)
+    monkeypatch.setattr(train, "_datasets", lambda *a, **k: (*sets, 10))
+
+    def folder(name="shufflenet_v2_x0_5", **kw) -> Path:
+        train.run(name, **{"runs_dir": tmp_path, "device": "cpu", **kw})
+        return folders[-1]
+
+    base = folder()
+    assert base.parent == tmp_path and base.name.startswith("shufflenet_v2_x0_5-")
+    assert folder() == base  # the same call: the same run
+    # what does not change the trained weights does not change the folder
+    assert folder(progress=True, log=None, workers=1, device=torch.device("cpu")) == base
+    changed = [
+        folder(epochs=3),
+        folder(seed=1),
+        folder(lr=0.05),
+        folder(batch_size=64),
+        folder(label_smoothing=0.0),
+        folder(warmup_epochs=0.5),
+        folder(augment=False),
+        folder(small_input=False),
+        folder(data="cifar10:elsewhere"),
+        folder("mobilenet_v2"),
+        folder("mobilenet_v2", model_kwargs={"width_mult": 0.5}),
+        folder(progressive=train.Progressive()),
+    ]
+    assert len({base, *changed}) == len(changed) + 1, changed
+    monkeypatch.setattr(train, "source_digest", lambda: "another-code")
+    assert folder() != base  # other training code: another run

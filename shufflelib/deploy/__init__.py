@@ -1,0 +1,58 @@
+"""Deployment: from the paper's network to the fastest honest inference on this machine; ch. 11.
+
+Each step keeps the outputs (float steps within rounding, int8 within a measured agreement) and
+leaves the model it is given as it was (weights, memory format, device, train/eval mode):
+
+- :func:`fold_bn` folds every BatchNorm into the convolution before it (eval mode only), and
+  :func:`to_channels_last` stores activations and weights channels-last (NHWC), the layout the
+  CPU's vectorised convolution kernels (oneDNN) use (``transforms``);
+- :func:`fast_shufflenet_v2` builds a ShuffleNet V2 whose units keep that layout and hand the next
+  unit its two halves already split (:class:`FastShuffleV2Unit`); torchvision's weights load
+  (``fast_shufflenet``);
+- :func:`compile` runs ``torch.compile`` (Inductor, with weight freezing for inference) and says
+  how long it took; :func:`export_roundtrip` checks that ``torch.export`` saves and reloads the
+  network unchanged (``compiled``);
+- :func:`quantize_int8` quantises to int8 after training with PyTorch's x86 path (PT2E with
+  ``X86InductorQuantizer``, now in ``torchao``) and reports top-1 agreement with the float model
+  (``quantize``);
+- :func:`optimize` applies the steps that help here and returns one callable (``optimized``).
+
+:mod:`shufflelib.ladder` times them all side by side and against this machine's roofline;
+:mod:`shufflelib.profiler` says where the remaining time goes.
+"""
+
+from __future__ import annotations
+
+from .compiled import Compiled, compile, export_roundtrip
+from .fast_shufflenet import (
+    FastShuffleNetV2,
+    FastShuffleV2Unit,
+    as_fast_shufflenet,
+    fast_shufflenet_v2,
+    shuffled_halves,
+)
+from .optimized import Optimized, choose, optimize
+from .quantize import Int8Model, flips, quantize_int8, top1_agreement
+from .transforms import count_batchnorm, fold_bn, steps, to_channels_last
+
+__all__ = [
+    "fold_bn",
+    "count_batchnorm",
+    "to_channels_last",
+    "steps",
+    "shuffled_halves",
+    "FastShuffleV2Unit",
+    "FastShuffleNetV2",
+    "fast_shufflenet_v2",
+    "as_fast_shufflenet",
+    "Compiled",
+    "compile",
+    "export_roundtrip",
+    "Int8Model",
+    "quantize_int8",
+    "top1_agreement",
+    "flips",
+    "Optimized",
+    "optimize",
+    "choose",
+]

@@ -1,0 +1,412 @@
+"""Chapter 11's experiment: every deployment step timed side by side, against the roofline.
+
+:func:`ladder` builds the steps of :mod:`shufflelib.deploy` on one network and times them in
+interleaved rounds; :func:`step_gains` compares each step with the one before it;
+:func:`roofline_bound`, :func:`roofline_table` and :func:`roofline_points` say how far they are
+from this machine's limit. A ladder's columns are named per batch size by :func:`column`, the one
+place those names are built; the batch sizes themselves travel with the table
+(:class:`LadderTable`), so nothing reads them back out of a column name.
+
+The experiments layer: above :mod:`shufflelib.deploy`, which it imports, and below nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import stats, validate
+from .bench import MIN_ROUNDS, Roofline, compare, sampling_arguments
+from .cost import mac, madds
+from .deploy import Int8Model, compile, fold_bn, quantize_int8, steps
+from .deploy.optimized import inference_calls, relative_error
+from .tables import Table
+
+__all__ = [
+    "COLUMNS",
+    "column",
+    "LadderTable",
+    "ladder",
+    "step_gains",
+    "RooflineBound",
+    "roofline_bound",
+    "roofline_table",
+    "roofline_points",
+]
+
+REFERENCE = "torchvision eager"  # the baseline row of every ladder
+COLUMNS = {  # what -> the name of that column for one batch size (see column)
+    "median": "b{batch} (ms)",
+    "IQR": "b{batch} IQR (ms)",
+    "speed-up": "speed-up b{batch}",
+    "low": "b{batch} low",
+    "high": "b{batch} high",
+    "roofline": "roofline b{batch}",
+}
+
+
+def column(what: str, batch: int) -> str:
+    """The name of a :func:`ladder` column for one batch size, e.g. ``column("median", 16)`` is
+    ``"b16 (ms)"``; ``what`` is one of :data:`COLUMNS`. Chapter 11 picks its views with it."""
+    validate.choice("what", what, COLUMNS)
+    validate.integer("batch", batch, minimum=1)
+    return COLUMNS[what].format(batch=batch)
+
+
+class LadderTable(Table):
+    """What :func:`ladder` returns: its rows, the batch sizes timed and the per-round times.
+
+    ``batches``: the batch sizes in order, each with the columns :func:`column` names;
+    ``times``: batch -> variant -> seconds per round (paired by round within one batch size),
+    for any paired ratio the table does not show (:func:`step_gains`).
+    """
+
+    def __init__(
+        self,
+        rows: Iterable[Mapping[str, Any]] = (),
+        title: str = "",
+        note: str = "",
+        *,
+        batches: Sequence[int],
+        times: Mapping[int, Mapping[str, Sequence[float]]] | None = None,
+    ) -> None:
+        self.batches = validate.shape("batches", batches)
+        validate.mapping("times", {} if times is None else times, nonempty=False)
+        super().__init__(rows, title=title, note=note)
+        self.times = {b: {k: list(v) for k, v in t.items()} for b, t in (times or {}).items()}
+
+
+@dataclass(frozen=True)
+class RooflineBound:
+    """The least time a network can take here: max(MAdds / peak, MAC bytes / bandwidth); ch. 11."""
+
+    madds: int
+    mac_bytes: int
+    compute_seconds: float
+    memory_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return max(self.compute_seconds, self.memory_seconds)
+
+    @property
+    def bound_by(self) -> str:
+        return "compute" if self.compute_seconds >= self.memory_seconds else "memory"
+
+
+def _work_and_bytes(model: nn.Module, input_size: tuple[int, ...]) -> tuple[int, int]:
+    """Multiply-adds of ``model`` and MAC bytes of its BatchNorm-folded copy at ``input_size``."""
+    return madds(model, input_size), mac(fold_bn(model), input_size).bytes
+
+
+def roofline_bound(model: nn.Module, input_size: Sequence[int], roof: Roofline) -> RooflineBound:
+    """The roofline bound of a whole network on this machine; chapter 11 (chapter 3's model).
+
+    Multiply-adds from :func:`~shufflelib.cost.madds` at the measured peak rate, or the memory
+    access cost (:func:`~shufflelib.cost.mac`, the ShuffleNet V2 paper's definition) of the
+    BatchNorm-folded network at the measured DRAM bandwidth, whichever takes longer. Two
+    caveats, both ways: MAC counts every operator's reads and writes, so a compiler that fuses
+    operators moves fewer bytes; and small batches live in the caches, faster than DRAM.
+    """
+    validate.module("model", model, eval_mode=True)
+    size = validate.shape("input_size", input_size, length=4)
+    validate.instance("roof", roof, Roofline)
+    work, moved = _work_and_bytes(model, size)
+    return RooflineBound(work, moved, work / roof.peak_madds, moved / roof.bandwidth)
+
+
+def _check_ladder(model, reference, name, image_size, roof, calibration_data, eval_data, threads):
+    validate.module("model", model, eval_mode=True)
+    validate.module("reference", reference, eval_mode=True)
+    validate.instance("name", name, str)
+    validate.integer("image_size", image_size, minimum=8)
+    if roof is not None:
+        validate.instance("roof", roof, Roofline)
+    if threads is not None:
+        validate.integer("threads", threads, minimum=1)
+    if eval_data is not None and calibration_data is None:
+        raise ValueError("eval_data measures the int8 agreement: pass calibration_data too")
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` for the block (as they are when None), then restored.
+
+    Compiled graphs are specialised to the thread count: compiling, checking and timing at the
+    same count keeps every call on the graph compiled for it.
+    """
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _first_rows(name: str, variants: Mapping[str, Any], quantized: Int8Model | None):
+    rows: dict[str, dict[str, Any]] = {k: {"model": name, "variant": k} for k in variants}
+    rows["+ compiled"] = {"model": name, "variant": "+ compiled", "compile (s)": 0.0}
+    if quantized is not None:
+        seconds = quantized.quantize_seconds
+        rows["+ int8"] = {"model": name, "variant": "+ int8", "compile (s)": seconds}
+    return rows
+
+
+def _variants(model: nn.Module, reference: nn.Module, calibration_data, eval_data):
+    """The eager rows of the ladder (name -> model), and the int8 model when calibrating."""
+    variants = {REFERENCE: reference, **steps(model)}
+    if calibration_data is None:
+        return variants, None
+    layout = variants["+ channels-last"]
+    return variants, quantize_int8(layout, calibration_data, eval_data=eval_data, compiled=False)
+
+
+def _with_compiled(variants, quantized: Int8Model | None, x: torch.Tensor, rows) -> dict[str, Any]:
+    """``variants`` plus the compiled float (and int8) networks for ``x``; compile seconds in
+    ``rows``."""
+    fns = dict(variants)
+    fns["+ compiled"] = compile(variants["+ channels-last"], x)
+    if quantized is not None:
+        fns["+ int8"] = compile(quantized.reference, x)
+    for k in ("+ compiled", "+ int8"):
+        if k in fns:
+            rows[k]["compile (s)"] += fns[k].compile_seconds
+    return fns
+
+
+def _record_errors(model: nn.Module, fns: Mapping[str, Any], x: torch.Tensor, rows) -> None:
+    with torch.inference_mode():
+        want = model(x)
+        for k, f in fns.items():
+            err = relative_error(f(x), want)
+            rows[k]["max error"] = max(rows[k].get("max error", 0.0), err)
+
+
+def _time_batch(model, variants, quantized, x, rows, min_run_time, threads, sampling) -> Table:
+    """Compile for ``x``, check every output against ``model``'s, time all side by side."""
+    fns = _with_compiled(variants, quantized, x, rows)
+    _record_errors(model, fns, x, rows)
+    return compare(
+        inference_calls(fns, x),
+        (),
+        baseline=REFERENCE,
+        min_run_time=min_run_time,
+        threads=threads,
+        **sampling,
+    )
+
+
+def _inverse(ratio: float) -> float:
+    return 1.0 / ratio if ratio > 0 else float("inf")
+
+
+def _record_times(rows, timed: Table, batch: int, bound: RooflineBound | None) -> None:
+    """One batch size's columns of every row, from :func:`~shufflelib.bench.compare`'s table."""
+    for r in timed:
+        row = rows[r["name"]]
+        row[column("median", batch)] = r["median (ms)"]
+        row[column("IQR", batch)] = r["IQR (ms)"]
+        row[column("speed-up", batch)] = _inverse(r["ratio"])
+        row[column("low", batch)] = _inverse(r["ratio high"])
+        row[column("high", batch)] = _inverse(r["ratio low"])
+        if bound is not None:
+            row[column("roofline", batch)] = bound.seconds * 1e3 / r["median (ms)"]
+
+
+def ladder(
+    model: nn.Module,
+    reference: nn.Module,
+    *,
+    name: str = "",
+    batches: Sequence[int] = (1, 16),
+    image_size: int = 224,
+    calibration_data: torch.Tensor | Iterable[Any] | None = None,
+    eval_data: torch.Tensor | Iterable[Any] | None = None,
+    roof: Roofline | None = None,
+    rounds: int = MIN_ROUNDS,
+    min_run_time: float = 0.1,
+    threads: int | None = None,
+    **sampling: Any,
+) -> LadderTable:
+    """Chapter 11's table: each deployment step on top of the last, timed side by side.
+
+    Rows: ``reference`` (torchvision's model, eager), ``model`` (ours, eager, same weights),
+    + BN folding, + channels-last (with the fast units for ShuffleNet V2), + compiled
+    (:func:`~shufflelib.deploy.compile`, once per batch size), and with ``calibration_data``
+    + int8 (:func:`~shufflelib.deploy.quantize_int8`, calibrated once, compiled per batch
+    size). Per batch size (columns named by :func:`column`): median and IQR over the
+    interleaved rounds of :func:`~shufflelib.bench.compare` (``rounds`` at least; ``sampling``
+    goes there), and the speed-up over torchvision eager (1 / the paired time ratio) with its
+    interval (``low``, ``high``). The table carries ``batches`` and ``times`` (batch ->
+    variant -> per-round seconds) for any other paired ratio. Also the compile seconds (all
+    batch sizes together), the largest output difference to ours eager on the timing input
+    (relative to the largest output when that exceeds 1), and with ``eval_data`` the int8 top-1
+    agreement with the float model (of PT2E's reference graph, which the compiled int8 kernels
+    compute). With ``roof`` (:func:`~shufflelib.bench.roofline_probe`), the fraction of the
+    roofline bound (:func:`roofline_bound`) each row reaches; int8 moves fewer bytes than the
+    float32 bound assumes and can exceed 1. Everything runs on ``threads`` torch threads (as
+    they are when None). Neither model is changed.
+    """
+    _check_ladder(model, reference, name, image_size, roof, calibration_data, eval_data, threads)
+    batches = validate.shape("batches", batches)
+    validate.number("min_run_time", min_run_time, above=0)
+    sampling = sampling_arguments(rounds, sampling)
+    with _threads(threads):
+        variants, quantized = _variants(model, reference, calibration_data, eval_data)
+        rows = _first_rows(name, variants, quantized)
+        g, times, note = torch.Generator().manual_seed(0), {}, ""
+        for b in batches:
+            x = torch.randn(b, 3, image_size, image_size, generator=g)
+            timed = _time_batch(
+                model, variants, quantized, x, rows, min_run_time, threads, sampling
+            )
+            bound = roofline_bound(model, tuple(x.shape), roof) if roof is not None else None
+            _record_times(rows, timed, b, bound)
+            times[b], note = timed.times, timed.note
+    if quantized is not None and eval_data is not None:
+        rows["+ int8"]["top-1 agreement"] = quantized.agreement
+    title = f"{name}: deployment steps at {image_size}x{image_size}, eval, inference mode"
+    return LadderTable(rows.values(), title=title, note=note, batches=batches, times=times)
+
+
+def step_gains(table: LadderTable) -> Table:
+    """Each step of a :func:`ladder` against the step before it, per batch size; chapter 11.
+
+    One row per step and batch size: the speed-up over the previous row of the ladder (its time
+    over this one's, the median of per-round ratios from the same interleaved rounds) with its
+    95% interval, and whether "this step is faster" *holds*, *does not hold* or is *too close to
+    call*. The int8 row is compared with the compiled float row, the step it replaces.
+    """
+    validate.instance("table", table, LadderTable)
+    if not table.times:
+        raise ValueError("table must carry the per-round times of ladder(), got none")
+    variants = table.column("variant")
+    rows = []
+    for b, per_variant in table.times.items():
+        for prev, step in zip(variants, variants[1:]):
+            prev = "+ compiled" if step == "+ int8" else prev
+            iv = stats.ratio_interval(per_variant[prev], per_variant[step])
+            rows.append(
+                {
+                    "model": table[0]["model"],
+                    "batch": b,
+                    "step": step,
+                    "over": prev,
+                    "speed-up": iv.estimate,
+                    "low": iv.low,
+                    "high": iv.high,
+                    "faster": stats.verdict(iv, 1.0, claim="above"),
+                }
+            )
+    return Table(rows, title="each step against the one before it (speed-up = its time over ours)")
+
+
+def _networks(name: str, models: object) -> Mapping[str, nn.Module]:
+    """``models`` checked: a non-empty mapping of name to a model in eval mode."""
+    validate.mapping(name, models)
+    for key, model in models.items():  # type: ignore[union-attr]
+        validate.module(f"{name}[{key!r}]", model, eval_mode=True)
+    return models  # type: ignore[return-value]
+
+
+def roofline_table(
+    models: Mapping[str, nn.Module],
+    roof: Roofline,
+    *,
+    batches: Sequence[int] = (1, 16),
+    image_size: int = 224,
+) -> Table:
+    """:func:`roofline_bound` of several networks at several batch sizes, one row each; ch. 11.
+
+    Columns: MAdds and MAC (millions, megabytes), the compute and memory times (ms), the bound
+    (the larger) and which of the two it is; the note names the machine's roofline.
+    """
+    _networks("models", models)
+    validate.instance("roof", roof, Roofline)
+    batches = validate.shape("batches", batches)
+    validate.integer("image_size", image_size, minimum=8)
+    rows = []
+    for name, model in models.items():
+        for b in batches:
+            bound = roofline_bound(model, (b, 3, image_size, image_size), roof)
+            rows.append(
+                {
+                    "network": name,
+                    "batch": b,
+                    "MAdds (M)": bound.madds / 1e6,
+                    "MAC (MB)": bound.mac_bytes / 1e6,
+                    "compute (ms)": bound.compute_seconds * 1e3,
+                    "memory (ms)": bound.memory_seconds * 1e3,
+                    "bound (ms)": bound.seconds * 1e3,
+                    "bound by": bound.bound_by,
+                }
+            )
+    return Table(
+        rows,
+        title="Roofline bound: max(MAdds / peak, MAC bytes / bandwidth)",
+        note=str(roof).replace("\n", "; "),
+    )
+
+
+def _check_points(tables: object, models: object, image_size: object, variants: object) -> None:
+    validate.instance("tables", tables, Sequence)
+    _networks("models", models)
+    validate.integer("image_size", image_size, minimum=8)
+    if variants is not None and (isinstance(variants, str) or not isinstance(variants, Sequence)):
+        raise TypeError(
+            f"variants must be a sequence of variant names, got {validate.show(variants)}"
+        )
+    for k, table in enumerate(tables):  # type: ignore[arg-type]
+        validate.instance(f"tables[{k}]", table, LadderTable)
+        for net in {row.get("model") for row in table}:
+            if net not in models:  # type: ignore[operator]
+                raise ValueError(f"models has no network for {net!r}; it has {list(models)}")
+
+
+def _point(row: Mapping[str, Any], batch: int, net: str, work: int, moved: int) -> dict:
+    seconds = row[column("median", batch)] * 1e-3
+    return {
+        "operator": f"{row['variant']} (b{batch})",
+        "kind": f"{net}, batch {batch}",
+        "MAdds": work,
+        "MAC (bytes)": moved,
+        "MAdd/byte": work / moved,
+        "GMAdd/s": work / seconds / 1e9,
+        "GB/s": moved / seconds / 1e9,
+    }
+
+
+def roofline_points(
+    tables: Sequence[LadderTable],
+    models: Mapping[str, nn.Module],
+    *,
+    image_size: int = 224,
+    variants: Sequence[str] | None = None,
+) -> Table:
+    """Rows of :func:`ladder` tables as points for :func:`shufflelib.plot.roofline`; chapter 11.
+
+    One point per network, batch size (each table's ``batches``) and variant: the network's
+    arithmetic intensity (MAdds per MAC byte of the BatchNorm-folded network, the same for every
+    variant) and the multiply-adds per second each variant reaches (MAdds / median time).
+    ``models`` maps each table's ``model`` column to the float network; ``variants`` keeps only
+    those rows.
+    """
+    _check_points(tables, models, image_size, variants)
+    rows = []
+    for table in tables:
+        for b in table.batches:
+            counts: dict[str, tuple[int, int]] = {}
+            for row in table:
+                if variants is not None and row["variant"] not in variants:
+                    continue
+                net = row["model"]
+                if net not in counts:
+                    counts[net] = _work_and_bytes(models[net], (b, 3, image_size, image_size))
+                rows.append(_point(row, b, net, *counts[net]))
+    return Table(rows, title="whole networks on the roofline")

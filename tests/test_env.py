@@ -1,0 +1,111 @@
+import platform
+
+import pytest
+import torch
+
+from shufflelib.env import (
+    MachineInfo,
+    machine_info,
+    machine_part,
+    pick_device,
+)
+
+FAST = {"min_run_time": 0.01}
+
+
+@pytest.fixture
+def no_accelerator(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_machine_info_cpu():
+    info = machine_info("cpu")
+    assert isinstance(info, MachineInfo)
+    assert info.device == "cpu"
+    assert info.threads == torch.get_num_threads()
+    assert info.torch == torch.__version__
+    assert info.python == platform.python_version()
+    assert isinstance(info.cores, int) and info.cores >= 1
+    assert isinstance(info.cpu, str) and info.cpu
+    text = str(info)
+    assert torch.__version__ in text
+    assert "cpu" in text
+    assert platform.python_version() in text
+    assert f"{info.threads} threads" in text and info.cpu in text
+    assert "\n" not in text
+
+
+def test_machine_info_default_device(no_accelerator):
+    info = machine_info()
+    assert info.device == "cpu"
+    assert info == machine_info(torch.device("cpu"))
+
+
+def test_pick_device_without_accelerator(no_accelerator):
+    assert pick_device() == torch.device("cpu")
+
+
+def test_pick_device_prefers_cuda_then_mps(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device() == torch.device("cuda")
+
+
+def test_pick_device_named_cpu():
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_pick_device_named_but_unavailable(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=f"'{name}'.*not available"):
+        pick_device(name)
+
+
+@pytest.mark.parametrize("name", ["cuda", "mps"])
+def test_pick_device_named_and_available(name, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device(name) == torch.device(name)
+
+
+@pytest.mark.parametrize("name", ["tpu", "CPU", "cuda:0", ""])
+def test_pick_device_unknown(name):
+    with pytest.raises(ValueError, match=repr(name)):
+        pick_device(name)
+
+
+def test_machine_part_drops_the_sampling_details():
+
+    note = "CPU (2 cores, 1 thread) | device cpu | torch 2 | 6 interleaved rounds (cap); ratio: x"
+    assert machine_part(note) == "CPU (2 cores, 1 thread) | device cpu | torch 2"
+    assert machine_part("CPU | device cpu") == "CPU | device cpu"
+
+
+def test_a_named_cuda_device_is_checked_by_index(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert pick_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"'cuda:2' was asked for but this machine has 2 CUDA"):
+        pick_device("cuda:2")
+
+
+def test_setup_names_the_device_argument_it_was_given(no_accelerator, capsys):
+    import shufflelib
+
+    with pytest.raises(ValueError, match=r"device 'cuda:0' was asked for but is not available"):
+        shufflelib.setup(device="cuda:0")
+    with pytest.raises(ValueError, match="device must be one of 'cpu', 'cuda', 'mps'; got 'xla'"):
+        shufflelib.setup(device="xla")
+    with pytest.raises(TypeError, match="device must be .*got 3"):
+        shufflelib.setup(device=3)
+    assert capsys.readouterr().out == "", "nothing is printed before the arguments are checked"
+
+
+def test_machine_info_refuses_an_unknown_device():
+    with pytest.raises(ValueError, match="device must be 'cpu', 'cuda', 'cuda:N', 'mps'.*'gpu'"):
+        machine_info("gpu")

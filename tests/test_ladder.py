@@ -1,0 +1,228 @@
+"""shufflelib.ladder: chapter 11's steps timed side by side, and the roofline bound."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from shufflelib import ladder
+from shufflelib.bench import Roofline
+from shufflelib.cost import mac, madds
+from shufflelib.deploy import fold_bn
+from shufflelib.layers import ConvBNAct, randomise_batchnorm
+from shufflelib.tables import Table
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def tiny_net(seed=0):
+    """A stem, a 1x1 convolution, pooling and a classifier, with random BatchNorm statistics."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        ConvBNAct(3, 8, 3, 2), ConvBNAct(8, 16, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten()
+    )
+    return randomise_batchnorm(model, seed).eval()
+
+
+def roof(peak=1e9, bandwidth=1e8):
+    return Roofline(
+        peak_madds=peak, bandwidth=bandwidth, device="cpu", matmul_size=64, copy_bytes=1
+    )
+
+
+def test_ladder_rows_columns_and_batches(request):
+    torch._dynamo.reset()  # compile afresh, and leave no compiled graphs behind
+    request.addfinalizer(torch._dynamo.reset)
+    model = tiny_net()
+    before = [(n, m.training) for n, m in model.named_modules()], copy.deepcopy(model.state_dict())
+    table = ladder.ladder(
+        model,
+        copy.deepcopy(model),
+        name="tiny",
+        batches=(4,),
+        image_size=32,
+        roof=roof(),
+        rounds=1,
+        max_rounds=1,
+        min_run_time=0.02,
+        threads=2,  # compiled, checked and timed on 2 threads; the caller's count comes back
+    )
+    assert table.column("variant") == [
+        "torchvision eager",
+        "ours eager",
+        "+ BN folding",
+        "+ channels-last",
+        "+ compiled",
+    ]
+    assert isinstance(table, ladder.LadderTable) and table.batches == (4,)
+    assert all(e <= 1e-4 for e in table.column("max error"))
+    assert table.column(ladder.column("speed-up", 4))[0] == pytest.approx(1.0)
+    low, high = ladder.column("low", 4), ladder.column("high", 4)
+    assert table.column(low)[0] == table.column(high)[0] == pytest.approx(1.0)
+    assert all(r > 0 for r in table.column(ladder.column("roofline", 4)))
+    assert set(table.times) == {4} and len(table.times[4]["+ compiled"]) == 1
+    assert table.column("compile (s)")[-1] > 0
+    assert "2 threads" in table.note and torch.get_num_threads() == 1
+    after = [(n, m.training) for n, m in model.named_modules()], model.state_dict()
+    assert before[0] == after[0] and all(torch.equal(before[1][k], after[1][k]) for k in after[1])
+
+
+def test_columns_are_named_in_one_place():
+    assert [ladder.column(w, 16) for w in ladder.COLUMNS] == [
+        "b16 (ms)",
+        "b16 IQR (ms)",
+        "speed-up b16",
+        "b16 low",
+        "b16 high",
+        "roofline b16",
+    ]
+
+
+def test_step_gains_compare_each_step_with_the_one_before():
+    variants = ["torchvision eager", "ours eager", "+ compiled", "+ int8"]
+    g = torch.Generator().manual_seed(0)
+    drift = torch.exp(0.2 * torch.randn(10, generator=g))
+    scale = {"torchvision eager": 1.0, "ours eager": 0.99, "+ compiled": 0.5, "+ int8": 0.25}
+    times = {
+        1: {
+            v: (scale[v] * drift * torch.exp(0.05 * torch.randn(10, generator=g))).tolist()
+            for v in variants
+        }
+    }
+    rows = ({"model": "net", "variant": v} for v in variants)
+    table = ladder.LadderTable(rows, batches=(1,), times=times)
+    gains = {r["step"]: r for r in ladder.step_gains(table)}
+    assert gains["ours eager"]["faster"] == "too close to call"  # 1% in 5% noise
+    assert gains["+ compiled"]["faster"] == "holds"
+    assert gains["+ compiled"]["over"] == "ours eager"
+    assert gains["+ int8"]["over"] == "+ compiled" and 1.6 < gains["+ int8"]["speed-up"] < 2.5
+    with pytest.raises(TypeError, match="table must be a shufflelib.ladder.LadderTable"):
+        ladder.step_gains(Table([{"variant": "a"}]))
+    with pytest.raises(ValueError, match="per-round times"):
+        ladder.step_gains(ladder.LadderTable([{"variant": "a"}], batches=(1,)))
+
+
+def test_roofline_bound_is_the_slower_of_compute_and_memory():
+    model = tiny_net()
+    size = (2, 3, 32, 32)
+    work, moved = madds(model, size), mac(fold_bn(model), size).bytes
+    bound = ladder.roofline_bound(model, size, roof(peak=1e9, bandwidth=1e15))
+    assert (bound.madds, bound.mac_bytes) == (work, moved)
+    assert bound.seconds == pytest.approx(work / 1e9) and bound.bound_by == "compute"
+    bound = ladder.roofline_bound(model, size, roof(peak=1e15, bandwidth=1e6))
+    assert bound.seconds == pytest.approx(moved / 1e6) and bound.bound_by == "memory"
+
+
+def test_roofline_table_has_a_row_per_network_and_batch():
+    model = tiny_net()
+    table = ladder.roofline_table({"a": model, "b": model}, roof(), batches=(1, 4), image_size=32)
+    assert [(r["network"], r["batch"]) for r in table] == [("a", 1), ("a", 4), ("b", 1), ("b", 4)]
+    bound = ladder.roofline_bound(model, (4, 3, 32, 32), roof())
+    row = table[1]
+    assert row["MAdds (M)"] == bound.madds / 1e6 and row["bound (ms)"] == bound.seconds * 1e3
+    assert row["bound by"] == bound.bound_by and "bandwidth" in table.note
+
+
+def test_roofline_points_take_the_batch_sizes_from_the_table_not_its_column_names():
+    model = tiny_net()
+    rows = [
+        {"model": "tiny", "variant": "ours eager", "b2 (ms)": 2.0, "b7 IQR (ms)": 0.1},
+        {"model": "tiny", "variant": "+ compiled", "b2 (ms)": 1.0, "b7 IQR (ms)": 0.1},
+    ]  # a stray "b7 ..." column: no batch 7 was timed, and no point is made for it
+    table = ladder.LadderTable(rows, batches=(2,))
+    points = ladder.roofline_points([table], {"tiny": model}, image_size=32)
+    work = madds(model, (2, 3, 32, 32))
+    assert points.column("GMAdd/s") == pytest.approx([work / 2e-3 / 1e9, work / 1e-3 / 1e9])
+    assert points.column("kind") == ["tiny, batch 2"] * 2
+    only = ladder.roofline_points([table], {"tiny": model}, image_size=32, variants=["+ compiled"])
+    assert only.column("operator") == ["+ compiled (b2)"]
+    with pytest.raises(ValueError, match="no network for 'tiny'"):
+        ladder.roofline_points([table], {"other": model}, image_size=32)
+
+
+@pytest.mark.parametrize(
+    "call, exc, words",
+    [
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), batches=(0,)),
+            ValueError,
+            r"batches must be a sequence of ints >= 1, got \(0,\)",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), batches=()),
+            ValueError,
+            r"batches must be a sequence of ints >= 1, got \(\)",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), roof="fast"),
+            TypeError,
+            "roof must be a shufflelib.bench.Roofline, got 'fast'",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net().train()),
+            ValueError,
+            "reference must be a torch.nn.Module in eval mode.*call reference.eval()",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), image_size=4),
+            ValueError,
+            "image_size must be an int >= 8, got 4",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), threads=0),
+            ValueError,
+            "threads must be an int >= 1, got 0",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), name=3),
+            TypeError,
+            "name must be a str, got 3",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), eval_data=torch.ones(1, 3, 8, 8)),
+            ValueError,
+            "pass calibration_data too",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), rounds=0),
+            ValueError,
+            "rounds must be an int >= 1, got 0",
+        ),
+        (
+            lambda: ladder.roofline_table({}, roof()),
+            ValueError,
+            "models must have at least one entry, got {}",
+        ),
+        (
+            lambda: ladder.roofline_table({"a": "net"}, roof()),
+            TypeError,
+            r"models\['a'\] must be a torch.nn.Module in eval mode, got 'net'",
+        ),
+        (
+            lambda: ladder.roofline_table({"a": tiny_net()}, roof(), batches=(0,)),
+            ValueError,
+            "batches must be",
+        ),
+        (
+            lambda: ladder.roofline_bound(tiny_net(), (3, 32, 32), roof()),
+            ValueError,
+            r"input_size must be a sequence of ints >= 1 of length 4, got \(3, 32, 32\)",
+        ),
+        (
+            lambda: ladder.roofline_points([Table()], {"a": tiny_net()}),
+            TypeError,
+            r"tables\[0\] must be a shufflelib.ladder.LadderTable",
+        ),
+        (
+            lambda: ladder.roofline_points([], {"a": tiny_net()}, variants="+ compiled"),
+            TypeError,
+            "variants must be a sequence of variant names, got '\\+ compiled'",
+        ),
+        (lambda: ladder.column("mean", 1), ValueError, "what must be one of .*got 'mean'"),
+        (lambda: ladder.column("median", 0), ValueError, "batch must be an int >= 1, got 0"),
+    ],
+)
+def test_bad_input(call, exc, words):
+    with pytest.raises(exc, match=words):
+        call()
