@@ -5,9 +5,10 @@ another host. Sphinx loads MathJax from a CDN by default; this extension
 
 1. provides MathJax 3 locally: the official ``mathjax`` package from the npm registry, pinned by
    version and by the registry's SHA-512, is downloaded once into ``_build/.offline/`` (kept by
-   ``make clean``) and the parts the pages use (the ``tex-mml-chtml`` component, its CHTML fonts,
-   the TeX and MathML extensions it loads on demand, the menu helpers) are copied into every build
-   as ``_static/mathjax/``. Offline, a tarball placed at ``_build/.offline/mathjax-<version>.tgz``
+   ``make clean``) with :func:`shufflelib.net.download` (hash-checked, atomic, bounded), and the
+   parts the pages use (the ``tex-mml-chtml`` component, its CHTML fonts, the TeX and MathML
+   extensions it loads on demand, the menu helpers) are copied into every build as
+   ``_static/mathjax/``. Offline, a tarball placed at ``_build/.offline/mathjax-<version>.tgz``
    by hand (``npm pack mathjax@<version>``) is verified and used instead;
 2. checks ``mathjax_path`` is that local copy (``_config.yml`` sets it);
 3. after the build, scans every HTML page and CSS file for resources loaded from another host
@@ -23,12 +24,10 @@ It is wired in ``_config.yml`` under ``sphinx.local_extensions``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import shutil
 import tarfile
 import tempfile
-import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -36,6 +35,8 @@ from sphinx.application import Sphinx
 from sphinx.config import Config
 from sphinx.errors import ExtensionError
 from sphinx.util import logging
+
+from shufflelib import net
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ MATHJAX_URL = f"https://registry.npmjs.org/mathjax/-/mathjax-{MATHJAX_VERSION}.t
 MATHJAX_SHA512 = (
     "Bt+SSVU8eBG27zChVewOicYs7Xsdt40qm4+UpHyX7k0/O9NliPc+x77k1/FEsPsjKPZGJvtRZM1vO+geW0OhGw=="
 )
+MATHJAX_SHA512_HEX = base64.b64decode(MATHJAX_SHA512).hex()  # the same digest, as net checks it
 MATHJAX_PATH = "mathjax/tex-mml-chtml.js"  # relative to _static
 # what the pages can load from the package's es5/ folder: the combined component and its lazy parts
 KEEP = (
@@ -61,24 +63,6 @@ def assets_dir(srcdir: str | Path) -> Path:
     return Path(srcdir) / "_build" / ".offline"
 
 
-def _sha512(path: Path) -> str:
-    digest = hashlib.sha512()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return base64.b64encode(digest.digest()).decode()
-
-
-def _download(url: str, dest: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with open(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT) as response:
-            shutil.copyfileobj(response, out)
-        Path(tmp).replace(dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def ensure_mathjax(srcdir: str | Path) -> Path:
     """The folder to add to ``html_static_path``: it holds ``mathjax/tex-mml-chtml.js``."""
     root = assets_dir(srcdir)
@@ -93,27 +77,22 @@ def ensure_mathjax(srcdir: str | Path) -> Path:
         f"mathjax@{MATHJAX_VERSION}` (or download {MATHJAX_URL}) elsewhere and copy the file to "
         f"{tarball}."
     )
-    if tarball.exists() and _sha512(tarball) != MATHJAX_SHA512:
+    if tarball.exists() and net.file_digest(tarball, "sha512") != MATHJAX_SHA512_HEX:
         raise ExtensionError(
             f"{tarball} does not have the npm registry's SHA-512 for mathjax@{MATHJAX_VERSION} "
             f"(sha512-{MATHJAX_SHA512}); delete it and build again. " + help_text
         )
     if not tarball.exists():
         logger.info(f"offline_site: downloading {MATHJAX_URL}")
-        try:
-            _download(MATHJAX_URL, tarball)
-        except OSError as e:  # no network, DNS, timeouts, HTTP errors
+        reason = net.unreachable(MATHJAX_URL, TIMEOUT)
+        if reason is not None:
             raise ExtensionError(
-                f"cannot download MathJax from {MATHJAX_URL} ({type(e).__name__}: {e}). "
-                + help_text
-            ) from e
-        if _sha512(tarball) != MATHJAX_SHA512:
-            found = _sha512(tarball)
-            tarball.unlink()
-            raise ExtensionError(
-                f"the download of {MATHJAX_URL} has SHA-512 {found}, expected {MATHJAX_SHA512}; "
-                "it was deleted. " + help_text
+                f"cannot download MathJax from {MATHJAX_URL}: {reason}. " + help_text
             )
+        try:
+            net.download(MATHJAX_URL, tarball, sha512=MATHJAX_SHA512_HEX, timeout=TIMEOUT)
+        except RuntimeError as e:  # HTTP errors, resets, a stalled or damaged download
+            raise ExtensionError(f"{e}. " + help_text) from e
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".mathjax.", suffix=".unpacking"))
     try:
         with tarfile.open(tarball) as tar:

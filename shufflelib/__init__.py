@@ -25,6 +25,8 @@ __version__ = "0.1.0"
 MODULES = (
     "validate",
     "env",
+    "files",
+    "net",
     "tables",
     "stats",
     "reference",

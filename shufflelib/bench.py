@@ -25,9 +25,8 @@ import torch
 
 from . import stats, validate
 from .cost import count_params, madds
-
-# train.py still imports pick_device and machine_info from here; they live in env.
 from .env import MachineInfo, machine_info, pick_device
+from .files import atomic_save
 from .tables import Table, count
 
 __all__ = [
@@ -432,9 +431,7 @@ def roofline_probe(
         kept = json.loads(Path(path).read_text()) if Path(path).is_file() else {}
         if key not in kept:
             kept[key] = asdict(_probe(device, n, mib, cache_mib, min_run_time))
-            tmp = Path(f"{path}.tmp")
-            tmp.write_text(json.dumps(kept, indent=1))
-            os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
+            atomic_save(kept, path)  # a reader sees the old file or the new one
         return Roofline(**kept[key])
 
 

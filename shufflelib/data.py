@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import socket
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
@@ -44,6 +43,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+
+from . import net, prefetch, validate
 
 __all__ = [
     "CLASSES",
@@ -86,40 +87,7 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 _PAD = 4  # pixels of padding for the random crop
-
-
-# ---------------------------------------------------------------------------------------------
-# argument checks
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _check_split(split: object) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    return split  # type: ignore[return-value]
-
-
-def _check_bool(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _check_root(root: object) -> str:
-    if not isinstance(root, str | os.PathLike):
-        raise TypeError(f"root must be a str or os.PathLike path, got {root!r}")
-    return os.fspath(root)  # type: ignore[return-value]
 
 
 def _derive_seed(*parts: object) -> int:
@@ -256,9 +224,9 @@ def _draw_class(label: int, n: int, size: int, g: torch.Generator) -> torch.Tens
 
 def generate(n: int, seed: int = 0, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` EmbeddedShapes images (uint8, (n, 3, size, size)) and labels, balanced; chapter 9."""
-    _check_int("n", n, 1)
-    _check_int("seed", seed, 0)
-    _check_int("size", size, 8)
+    validate.integer("n", n, minimum=1)
+    validate.integer("seed", seed, minimum=0)
+    validate.integer("size", size, minimum=8)
     g = torch.Generator().manual_seed(_derive_seed("embedded", seed))
     counts = [n // 10 + (1 if c < n % 10 else 0) for c in range(10)]
     images = torch.empty(n, 3, size, size, dtype=torch.uint8)
@@ -304,17 +272,18 @@ class EmbeddedShapes(Dataset):
         seed: int = 0,
         transform: Callable[[torch.Tensor], Any] | None = None,
     ) -> None:
-        if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-            raise TypeError(f"images must be a uint8 tensor of shape (n, 3, H, W), got {images!r}")
-        if not isinstance(labels, torch.Tensor) or labels.shape != images.shape[:1]:
+        validate.tensor("images", images, dims=4)
+        if images.dtype != torch.uint8:
+            raise TypeError(f"images must be a uint8 tensor (n, 3, H, W), got dtype {images.dtype}")
+        validate.tensor("labels", labels, dims=1)
+        if len(labels) != len(images):
             raise ValueError(
-                f"labels must be a tensor of shape ({images.shape[0]},), got "
-                f"{getattr(labels, 'shape', labels)!r}"
+                f"labels must hold one label per image ({len(images)}), got {len(labels)}"
             )
-        _check_bool("augment", augment)
-        _check_int("seed", seed, 0)
-        if transform is not None and not callable(transform):
-            raise TypeError(f"transform must be callable or None, got {transform!r}")
+        validate.flag("augment", augment)
+        validate.integer("seed", seed, minimum=0)
+        if transform is not None:
+            validate.function("transform", transform)
         self.images = images
         self.labels = labels
         self.augment = augment
@@ -329,7 +298,7 @@ class EmbeddedShapes(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose crops and flips the train split applies."""
-        self.epoch = _check_int("epoch", epoch, 0)
+        self.epoch = validate.integer("epoch", epoch, minimum=0)
         if not self.augment:
             return
         g = torch.Generator().manual_seed(_derive_seed("augment", self.seed, epoch))
@@ -363,8 +332,7 @@ class EmbeddedShapes(Dataset):
         return out.permute(0, 3, 1, 2).contiguous()  # (b, h, w, c) -> (b, c, h, w)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        if not _is_int(index):
-            raise TypeError(f"index must be an int, got {index!r}")
+        validate.integer("index", index)
         x, y = self.batch([index])
         x = x[0]
         return (self.transform(x) if self.transform else x), int(y[0])
@@ -388,16 +356,12 @@ def embedded(
     Datasets from the same (split, n, seed) share the cached ``images`` and ``labels`` tensors:
     clone them before editing in place.
     """
-    _check_split(split)
-    if n is None:
-        n = SIZES[split]
-    _check_int("n", n, 1)
-    _check_int("seed", seed, 0)
-    if augment is None:
-        augment = split == "train"
-    _check_bool("augment", augment)
-    if transform is not None and not callable(transform):
-        raise TypeError(f"transform must be callable or None, got {transform!r}")
+    validate.choice("split", split, SPLITS)
+    n = SIZES[split] if n is None else validate.integer("n", n, minimum=1)
+    validate.integer("seed", seed, minimum=0)
+    augment = split == "train" if augment is None else validate.flag("augment", augment)
+    if transform is not None:
+        validate.function("transform", transform)
     images, labels = _cached(split, n, seed)
     return EmbeddedShapes(images, labels, augment=augment, seed=seed, transform=transform)
 
@@ -406,71 +370,59 @@ def embedded(
 # real data: CIFAR-10 and ImageNet-style folders (torchvision imported only here)
 
 
-def _probe(host: str, port: int, timeout: float) -> str | None:
-    from .models import _probe as probe  # one implementation of the bounded connectivity check
-
-    return probe(host, port, timeout)
-
-
-def _probe_target(url: str) -> tuple[str, int]:
-    from .models import _probe_target as target
-
-    return target(url)
-
-
 def _cifar10_help(root: str) -> str:
+    archive = prefetch.DATASETS["cifar10"]
     return (
         f"CIFAR-10 was not found under {root!r} (expected the folder "
-        f"{os.path.join(root, 'cifar-10-batches-py')}). To get it, either call "
-        f"cifar10({root!r}, download=True) on a machine with internet "
-        f"access (Colab has it), or download {CIFAR10_URL} elsewhere and extract it into {root!r} "
-        "(prefetch it there before going offline). Without the network, use embedded() instead."
+        f"{os.path.join(root, archive.folder)}). To get it, either call "
+        f"cifar10({root!r}, download=True) on a machine with internet access (Colab has it), or "
+        f"download {archive.url} elsewhere (MD5 {archive.md5}) and copy it into {root!r}, or run "
+        f"python -m shufflelib.data prefetch --root {root} before going offline. Without the "
+        "network, use embedded() instead."
     )
+
+
+def _cifar10_transform(train: bool) -> Callable[[Any], torch.Tensor]:
+    from torchvision import transforms as T
+
+    normalize = T.Normalize(CIFAR10_MEAN, CIFAR10_STD)
+    if train:
+        steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()]
+    else:
+        steps = []
+    return T.Compose([*steps, T.ToTensor(), normalize])
 
 
 def cifar10(
     root: str | os.PathLike, train: bool = True, download: bool = False, timeout: float = 3.0
 ) -> Dataset:
-    """CIFAR-10 via torchvision with the standard augmentation for train; chapter 9."""
-    root = _check_root(root)
-    _check_bool("train", train)
-    _check_bool("download", download)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    import torchvision
-    from torchvision import transforms as T
+    """CIFAR-10 via torchvision with the standard augmentation for train; chapter 9.
 
-    folder = os.path.join(root, "cifar-10-batches-py")
-    present = os.path.isdir(folder)
-    if not present and not download:
-        raise FileNotFoundError(_cifar10_help(root))
-    if not present:
-        host, port = _probe_target(CIFAR10_URL)
-        reason = _probe(host, port, float(timeout))
-        if reason is not None:
-            raise RuntimeError(
-                f"cannot download CIFAR-10: cannot reach {host}:{port} ({reason}). This machine "
-                "seems to have no internet access. " + _cifar10_help(root)
-            )
-    normalize = T.Normalize(CIFAR10_MEAN, CIFAR10_STD)
-    if train:
-        tf = T.Compose(
-            [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(), normalize]
-        )
-    else:
-        tf = T.Compose([T.ToTensor(), normalize])
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(30.0)  # a stalled download gives up instead of hanging
+    With ``download=True`` and no ``root/cifar-10-batches-py``, the archive is fetched and
+    unpacked by :mod:`shufflelib.prefetch` (MD5-checked, atomic): its host must answer within
+    ``timeout`` seconds, and a download that stalls that long gives up, each with a
+    ``RuntimeError`` saying how to bring the files in. torchvision then reads the local files.
+    """
+    root = validate.path("root", root)
+    validate.flag("train", train)
+    validate.flag("download", download)
+    timeout = validate.number("timeout", timeout, above=0)
+    import torchvision
+
+    archive = prefetch.DATASETS["cifar10"]
+    if not os.path.isdir(os.path.join(root, archive.folder)):
+        if not download:
+            raise FileNotFoundError(_cifar10_help(root))
+        try:
+            prefetch.fetch(archive, root, timeout=timeout, progress=True, log=print)
+            prefetch.extract(archive, root, log=print)
+        except RuntimeError as e:
+            raise net.Unavailable(f"{e} " + _cifar10_help(root)) from e
+    tf = _cifar10_transform(train)
     try:
-        return torchvision.datasets.CIFAR10(root, train=train, transform=tf, download=download)
+        return torchvision.datasets.CIFAR10(root, train=train, transform=tf, download=False)
     except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
         raise FileNotFoundError(f"{e}. " + _cifar10_help(root)) from e
-    except OSError as e:  # URLError, timeouts, resets during a download
-        raise RuntimeError(
-            f"downloading CIFAR-10 failed ({type(e).__name__}: {e}). " + _cifar10_help(root)
-        ) from e
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def _folder_help(root: str) -> str:
@@ -483,9 +435,9 @@ def _folder_help(root: str) -> str:
 
 def image_folder(root: str | os.PathLike, train: bool = True, size: int = 224) -> Dataset:
     """An ImageNet-style folder via torchvision's ImageFolder and ImageNet transforms; chapter 9."""
-    root = _check_root(root)
-    _check_bool("train", train)
-    _check_int("size", size, 8)
+    root = validate.path("root", root)
+    validate.flag("train", train)
+    validate.integer("size", size, minimum=8)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no folder at {root!r}; " + _folder_help(root))
     import torchvision
@@ -509,7 +461,7 @@ def image_folder(root: str | os.PathLike, train: bool = True, size: int = 224) -
 
 def default_workers(cpus: int | None = None) -> int:
     """DataLoader workers for a machine with ``cpus`` cores: one core stays free, at most 2."""
-    cpus = os.cpu_count() if cpus is None else _check_int("cpus", cpus, 1)
+    cpus = os.cpu_count() if cpus is None else validate.integer("cpus", cpus, minimum=1)
     return max(0, min(2, (cpus or 1) - 1))
 
 
@@ -527,19 +479,17 @@ def loader(
     batch (a batch of one breaks batch norm); eval keeps the order. A dataset with ``set_epoch``
     (EmbeddedShapes) is moved to ``epoch``. ``workers`` defaults to ``default_workers()``.
     """
-    if not isinstance(dataset, Dataset) or not hasattr(dataset, "__len__"):
+    validate.instance("dataset", dataset, Dataset)
+    if not hasattr(dataset, "__len__"):
         raise TypeError(f"dataset must be a torch Dataset with a length, got {dataset!r}")
-    _check_int("batch_size", batch_size, 1)
-    _check_bool("train", train)
-    _check_int("seed", seed, 0)
-    _check_int("epoch", epoch, 0)
+    validate.integer("batch_size", batch_size, minimum=1)
+    validate.flag("train", train)
+    validate.integer("seed", seed, minimum=0)
+    validate.integer("epoch", epoch, minimum=0)
     cpus = os.cpu_count() or 1
     if workers is None:
         workers = default_workers(cpus)
-    elif not _is_int(workers) or not 0 <= workers <= cpus:
-        raise ValueError(
-            f"workers must be an int in [0, {cpus}] (this machine's cores), got {workers!r}"
-        )
+    validate.integer("workers", workers, 0, cpus)  # at most this machine's cores
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
     generator = torch.Generator().manual_seed(_derive_seed("loader", seed, epoch))
@@ -560,9 +510,7 @@ def loader(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m shufflelib.data prefetch --root DIR``: fetch and verify real datasets; ch. 9."""
-    from .prefetch import main as prefetch_main
-
-    return prefetch_main(argv)
+    return prefetch.main(argv)
 
 
 if __name__ == "__main__":

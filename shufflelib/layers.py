@@ -14,14 +14,15 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from . import validate
+
 __all__ = [
     "ConvBNAct",
     "SqueezeExcite",
     "DropPath",
+    "make_activation",
     "make_divisible",
-    "check_positive_int",
     "drop_path_probabilities",
-    "check_stride",
     "init_weights",
     "randomise_batchnorm",
 ]
@@ -29,15 +30,15 @@ __all__ = [
 ModuleFactory = Callable[..., nn.Module]
 
 
-def check_positive_int(value: object, name: str) -> int:
-    """``value`` as an int >= 1, or a ValueError naming it (bool is refused); chapter 5."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
+def make_activation(activation_layer: ModuleFactory, inplace: bool = True) -> nn.Module:
+    """``activation_layer(inplace=inplace)`` if it takes ``inplace``, else ``activation_layer()``.
 
-
-def _make_activation(activation_layer: ModuleFactory, inplace: bool) -> nn.Module:
-    # ReLU, ReLU6 and SiLU take `inplace`; GELU, Identity or a user's class may not.
+    ReLU, ReLU6 and SiLU take ``inplace``; GELU, Identity or a reader's own class may not. The
+    activation every block of chapters 5-8 makes goes through here, so any of them can be
+    swapped in (chapter 4's G4 experiment removes the ReLUs).
+    """
+    validate.function("activation_layer", activation_layer)
+    validate.flag("inplace", inplace)
     try:
         takes_inplace = "inplace" in inspect.signature(activation_layer).parameters
     except (TypeError, ValueError):  # some builtins have no signature
@@ -74,11 +75,11 @@ class ConvBNAct(nn.Sequential):
         activation_layer: ModuleFactory | None = nn.ReLU,
         inplace: bool = True,
     ) -> None:
-        in_channels = check_positive_int(in_channels, "in_channels")
-        out_channels = check_positive_int(out_channels, "out_channels")
-        kernel_size = check_positive_int(kernel_size, "kernel_size")
-        stride = check_positive_int(stride, "stride")
-        groups = check_positive_int(groups, "groups")
+        validate.integer("in_channels", in_channels, minimum=1)
+        validate.integer("out_channels", out_channels, minimum=1)
+        validate.integer("kernel_size", kernel_size, minimum=1)
+        validate.integer("stride", stride, minimum=1)
+        validate.integer("groups", groups, minimum=1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"groups={groups} must divide both in_channels={in_channels} and "
@@ -87,8 +88,7 @@ class ConvBNAct(nn.Sequential):
             )
         if padding is None:
             padding = kernel_size // 2
-        elif isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise ValueError(f"padding must be an int >= 0 or None, got {padding!r}")
+        validate.integer("padding", padding, minimum=0)
         layers: list[nn.Module] = [
             nn.Conv2d(
                 in_channels,
@@ -103,7 +103,7 @@ class ConvBNAct(nn.Sequential):
         if norm_layer is not None:
             layers.append(norm_layer(out_channels))
         if activation_layer is not None:
-            layers.append(_make_activation(activation_layer, inplace))
+            layers.append(make_activation(activation_layer, inplace))
         super().__init__(*layers)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -128,11 +128,12 @@ class SqueezeExcite(nn.Module):
         scale_activation: ModuleFactory = nn.Sigmoid,
     ) -> None:
         super().__init__()
-        in_channels = check_positive_int(in_channels, "in_channels")
-        squeeze_channels = check_positive_int(squeeze_channels, "squeeze_channels")
+        validate.integer("in_channels", in_channels, minimum=1)
+        validate.integer("squeeze_channels", squeeze_channels, minimum=1)
+        validate.function("scale_activation", scale_activation)
         self.fc1 = nn.Conv2d(in_channels, squeeze_channels, 1)
         self.fc2 = nn.Conv2d(squeeze_channels, in_channels, 1)
-        self.activation = _make_activation(activation_layer, inplace=True)
+        self.activation = make_activation(activation_layer, inplace=True)
         self.scale_activation = scale_activation()
         self.in_channels = in_channels
         self.squeeze_channels = squeeze_channels
@@ -155,9 +156,7 @@ class DropPath(nn.Module):
 
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise ValueError(f"p (the drop probability) must be a number in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = validate.number("p", p, 0.0, 1.0)  # the drop probability
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -180,10 +179,11 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     round up, the result is at least ``min_value`` (default ``divisor``), and if rounding down
     lost more than 10% of ``value`` one more ``divisor`` is added.
     """
-    divisor = check_positive_int(divisor, "divisor")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"value must be a positive number, got {value!r}")
-    min_value = divisor if min_value is None else min_value
+    validate.number("value", value, above=0)
+    validate.integer("divisor", divisor, minimum=1)
+    if min_value is None:
+        min_value = divisor
+    validate.integer("min_value", min_value, minimum=1)
     rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
     if rounded < 0.9 * value:
         rounded += divisor
@@ -192,16 +192,8 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
 
 def drop_path_probabilities(model: nn.Module) -> list[float]:
     """The drop probability of every :class:`DropPath` in ``model``, in forward order; ch. 8."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    validate.module("model", model)
     return [m.p for m in model.modules() if isinstance(m, DropPath)]
-
-
-def check_stride(stride: object) -> int:
-    """``stride`` if it is 1 or 2 (every unit in the book), else a ValueError naming it."""
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride not in (1, 2):
-        raise ValueError(f"stride must be 1 or 2, got {stride!r}")
-    return int(stride)
 
 
 def init_weights(model: nn.Module, linear: str = "normal") -> nn.Module:
@@ -211,8 +203,8 @@ def init_weights(model: nn.Module, linear: str = "normal") -> nn.Module:
     layers: ``"normal"`` draws N(0, 0.01) (ShuffleNet, MobileNetV2), ``"uniform"`` draws from
     +-1/sqrt(out_features) (EfficientNet); bias zero.
     """
-    if linear not in ("normal", "uniform"):
-        raise ValueError(f"linear must be 'normal' or 'uniform', got {linear!r}")
+    validate.module("model", model)
+    validate.choice("linear", linear, ("normal", "uniform"))
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -237,6 +229,8 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     agree on fresh weights and still differ on trained ones. Checks of our models against
     torchvision's randomise the statistics first, so every layer does something.
     """
+    validate.module("model", model)
+    validate.integer("seed", seed, minimum=0)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():

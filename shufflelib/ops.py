@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 import torch
 
+from . import validate
+
 __all__ = [
     "channel_shuffle",
     "channel_split",
@@ -19,23 +21,6 @@ __all__ = [
 ]
 
 
-def _check_groups(groups: object, name: str = "groups") -> int:
-    # bool is an int subclass; True as a group count is a bug, not a 1.
-    if isinstance(groups, bool) or not isinstance(groups, int):
-        raise ValueError(f"{name} must be an int >= 1, got {groups!r} ({type(groups).__name__})")
-    if groups < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {groups}")
-    return groups
-
-
-def _check_4d(x: object) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor of shape (N, C, H, W), got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D (N, C, H, W), got {x.dim()}-D with shape {tuple(x.shape)}")
-    return x
-
-
 def _fresh(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     # A reshape returns a view when the permutation is trivial (e.g. one channel per group); the
     # functions here promise new tensors, so that writing into the result never changes the input.
@@ -44,7 +29,8 @@ def _fresh(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def _check_divisible(channels: int, groups: int, what: str = "groups") -> None:
+def _divisible(channels: int, groups: int, what: str = "groups") -> None:
+    # A domain rule, not an argument check: the channels must split evenly into the groups.
     if channels % groups != 0:
         raise ValueError(
             f"the channel count {channels} must be divisible by {what}={groups} "
@@ -59,10 +45,10 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     to ``(N, groups, C // groups, H, W)``, swap of the two channel axes, and flatten back.
     The result has the memory format of ``x`` and is always a new tensor (one copy).
     """
-    x = _check_4d(x)
-    groups = _check_groups(groups)
+    validate.tensor("x", x, dims=4)
+    validate.integer("groups", groups, minimum=1)
     n, c, h, w = x.shape
-    _check_divisible(c, groups)
+    _divisible(c, groups)
     if groups in (1, c):  # one group, or one channel per group: the permutation is the identity
         return x.clone()
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
@@ -75,9 +61,9 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
 
 def channel_split(x: torch.Tensor, sections: int = 2) -> tuple[torch.Tensor, ...]:
     """Split the channels into ``sections`` equal parts, as views (ShuffleNet V2); chapter 2."""
-    x = _check_4d(x)
-    sections = _check_groups(sections, "sections")
-    _check_divisible(x.shape[1], sections, "sections")
+    validate.tensor("x", x, dims=4)
+    validate.integer("sections", sections, minimum=1)
+    _divisible(x.shape[1], sections, "sections")
     return tuple(x.chunk(sections, dim=1))
 
 
@@ -89,9 +75,9 @@ def shuffle_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     quarters. Each half is one strided gather, so the data is read and written once and no
     full-size shuffled tensor is ever made. Both halves come back contiguous. See chapter 2.
     """
-    x = _check_4d(x)
+    validate.tensor("x", x, dims=4)
     n, c, h, w = x.shape
-    _check_divisible(c, 4, "4 (two groups, then two halves)")
+    _divisible(c, 4, "4 (two groups, then two halves)")
     # (N, group, half, C/4, H, W): group picks the input half, half picks the output half.
     q = x.reshape(n, 2, 2, c // 4, h, w)
     first = q[:, :, 0].transpose(1, 2).reshape(n, c // 2, h, w)
@@ -101,9 +87,9 @@ def shuffle_split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def shuffle_permutation(channels: int, groups: int) -> torch.Tensor:
     """Index ``p`` with ``channel_shuffle(x, groups)[:, k] == x[:, p[k]]`` (a gather); chapter 2."""
-    channels = _check_groups(channels, "channels")
-    groups = _check_groups(groups)
-    _check_divisible(channels, groups)
+    validate.integer("channels", channels, minimum=1)
+    validate.integer("groups", groups, minimum=1)
+    _divisible(channels, groups)
     return torch.arange(channels).reshape(groups, channels // groups).t().reshape(-1)
 
 
@@ -125,23 +111,25 @@ def group_connectivity(
     ``M[o, i]`` true when output channel ``o`` depends on input channel ``i``. This is the
     information flow of ShuffleNet V1's Figure 1; chapters 1 and 2 draw it.
     """
-    channels = _check_groups(channels, "channels")
-    layers = [groups] if isinstance(groups, int) and not isinstance(groups, bool) else groups
-    if not isinstance(layers, Sequence) or isinstance(layers, str) or len(layers) == 0:
-        raise ValueError(f"groups must be an int or a non-empty sequence of ints, got {groups!r}")
-    layers = [_check_groups(g) for g in layers]
+    validate.integer("channels", channels, minimum=1)
+    if isinstance(groups, int) and not isinstance(groups, bool):
+        layers = [validate.integer("groups", groups, minimum=1)]
+    else:
+        layers = list(validate.shape("groups", groups))  # one group count per layer
     for g in layers:
-        _check_divisible(channels, g)
+        _divisible(channels, g)
     n_between = len(layers) - 1
     if isinstance(shuffle, bool):
         shuffles = [shuffle] * n_between
     else:
-        shuffles = list(shuffle)
-        if len(shuffles) != n_between or not all(isinstance(s, bool) for s in shuffles):
+        shuffles = list(validate.instance("shuffle", shuffle, Sequence))
+        if len(shuffles) != n_between:
             raise ValueError(
                 f"shuffle must be a bool or {n_between} bools (one between each pair of layers), "
                 f"got {shuffle!r}"
             )
+    for i, s in enumerate(shuffles):
+        validate.flag(f"shuffle[{i}]", s)
     seen = torch.eye(channels, dtype=torch.bool)
     for k, g in enumerate(layers):
         # A layer's output o sees input i if they share a group: a block-diagonal mask.
@@ -158,14 +146,10 @@ def group_conv_dense_weight(weight: torch.Tensor, groups: int) -> torch.Tensor:
     entry is zero, so the weight seen as a ``C_out x C_in`` matrix is block diagonal. A normal
     convolution with this weight gives the same result as the group convolution; chapter 1.
     """
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 4:
-        raise ValueError(
-            "weight must be a 4-D tensor (C_out, C_in / groups, kH, kW), got "
-            f"{getattr(weight, 'shape', type(weight).__name__)}"
-        )
-    groups = _check_groups(groups)
+    validate.tensor("weight", weight, dims=4)  # (C_out, C_in / groups, kH, kW)
+    validate.integer("groups", groups, minimum=1)
     c_out, c_in_per_group, kh, kw = weight.shape
-    _check_divisible(c_out, groups, "groups (output channels)")
+    _divisible(c_out, groups, "groups (output channels)")
     out_per_group = c_out // groups
     dense = weight.new_zeros(c_out, c_in_per_group * groups, kh, kw)
     for g in range(groups):

@@ -21,23 +21,18 @@ then load them offline. Re-running it is cheap and safe:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import sys
 import tarfile
 import tempfile
-import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
-from .data import CIFAR10_URL
+from . import net, validate
 
-__all__ = ["Archive", "DATASETS", "md5sum", "fetch", "extract", "prefetch", "main"]
-
-_CHUNK = 1 << 20
+__all__ = ["Archive", "DATASETS", "fetch", "extract", "prefetch", "main"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,7 @@ def _imagenette(size: str, stem: str, md5: str, mb: str) -> Archive:
 DATASETS: dict[str, Archive] = {
     "cifar10": Archive(
         name="cifar10",
-        url=CIFAR10_URL,
+        url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
         filename="cifar-10-python.tar.gz",
         md5="c58f30108f718f92721af3b95e74349a",
         folder="cifar-10-batches-py",
@@ -99,33 +94,10 @@ DATASETS: dict[str, Archive] = {
 }
 
 
-def md5sum(path: str | os.PathLike) -> str:
-    """The MD5 hex digest of a file, read in 1 MiB chunks."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _check_archive(archive: object) -> Archive:
-    if not isinstance(archive, Archive):
-        raise TypeError(f"archive must be a shufflelib.prefetch.Archive, got {archive!r}")
-    return archive
-
-
-def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    return float(timeout)
-
-
-def _check_root(root: object) -> Path:
-    if not isinstance(root, str | os.PathLike):
-        raise TypeError(f"root must be a str or os.PathLike path, got {root!r}")
-    path = Path(root)
+def _folder(name: str, root: object) -> Path:
+    path = Path(validate.path(name, root))
     if path.exists() and not path.is_dir():
-        raise ValueError(f"root must be a folder, but {str(path)!r} is a file")
+        raise ValueError(f"{name} must be a folder, but {str(path)!r} is a file")
     return path
 
 
@@ -138,57 +110,6 @@ def _how_to_get(archive: Archive, dest: Path) -> str:
     )
 
 
-def _reachable(url: str, timeout: float) -> str | None:
-    """None if the download's host (or HTTPS proxy) answers within ``timeout``, else why not."""
-    if urlparse(url).scheme == "file":
-        return None
-    from .models import _probe, _probe_target  # one bounded probe for weights and data
-
-    host, port = _probe_target(url)
-    reason = _probe(host, port, timeout)
-    return None if reason is None else f"cannot reach {host}:{port} ({reason})"
-
-
-def _download(url: str, dest: Path, expected_md5: str, timeout: float, progress: bool) -> None:
-    """Stream ``url`` into a temporary file beside ``dest``; rename it to ``dest`` once verified."""
-    from tqdm.auto import tqdm
-
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    digest = hashlib.md5(usedforsecurity=False)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            # timeout bounds the connection and every read: a stalled download raises
-            with urllib.request.urlopen(url, timeout=timeout) as response:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(
-                    total=total,
-                    unit="B",
-                    unit_scale=True,
-                    desc=dest.name,
-                    disable=not progress,
-                    leave=False,
-                ) as bar:
-                    for chunk in iter(lambda: response.read(_CHUNK), b""):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        bar.update(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
-        if digest.hexdigest() != expected_md5:
-            raise RuntimeError(
-                f"the file downloaded from {url} has MD5 {digest.hexdigest()}, expected "
-                f"{expected_md5}: the download is damaged or the file changed; nothing was kept"
-            )
-        os.replace(tmp, dest)
-    except OSError as e:  # URLError, HTTPError, timeouts, resets, a full disk
-        raise RuntimeError(
-            f"downloading {url} failed ({type(e).__name__}: {e}); nothing was kept"
-        ) from e
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def fetch(
     archive: Archive,
     root: str | os.PathLike,
@@ -196,19 +117,21 @@ def fetch(
     progress: bool = True,
     log: Callable[[str], object] = print,
 ) -> Path:
-    """Make sure ``root/archive.filename`` is there with the published MD5; download it if not.
+    """Make sure ``root/archive.filename`` is there with the published MD5, else download it; ch. 9.
 
     A verified archive is left as it is. One with the wrong MD5 is replaced only by a download
     that verifies. Offline, raises ``RuntimeError`` at once, saying how to bring the file in.
     """
-    archive = _check_archive(archive)
-    root = _check_root(root)
-    timeout = _check_timeout(timeout)
+    validate.instance("archive", archive, Archive)
+    root = _folder("root", root)
+    timeout = validate.number("timeout", timeout, above=0)
+    validate.flag("progress", progress)
+    validate.function("log", log)
     root.mkdir(parents=True, exist_ok=True)
     dest = root / archive.filename
     damaged = ""
     if dest.exists():
-        found = md5sum(dest)
+        found = net.file_digest(dest, "md5")
         if found == archive.md5:
             log(f"{archive.name}: {dest} is there, MD5 verified")
             return dest
@@ -216,17 +139,17 @@ def fetch(
             f" {str(dest)!r} is there but has MD5 {found}, expected {archive.md5} (a damaged or "
             "different file; it was left as it is)."
         )
-    reason = _reachable(archive.url, timeout)
+    reason = net.unreachable(archive.url, timeout)
     if reason is not None:
-        raise RuntimeError(
+        raise net.Unavailable(
             f"cannot download {archive.name} from {archive.url}: {reason}. This machine seems to "
             f"have no internet access.{damaged} " + _how_to_get(archive, dest)
         )
     log(f"{archive.name}: downloading {archive.url} ({archive.size or 'size unknown'})")
     try:
-        _download(archive.url, dest, archive.md5, timeout, progress)
+        net.download(archive.url, dest, md5=archive.md5, timeout=timeout, progress=progress)
     except RuntimeError as e:
-        raise RuntimeError(f"{e}.{damaged} " + _how_to_get(archive, dest)) from e
+        raise net.Unavailable(f"{e}.{damaged} " + _how_to_get(archive, dest)) from e
     log(f"{archive.name}: saved {dest}, MD5 verified")
     return dest
 
@@ -239,8 +162,9 @@ def _folder_problem(archive: Archive, folder: Path) -> str | None:
         path = folder / rel
         if not path.exists():
             return f"{path} is missing"
-        if md5 is not None and md5sum(path) != md5:
-            return f"{path} has MD5 {md5sum(path)}, expected {md5}"
+        found = None if md5 is None else net.file_digest(path, "md5")
+        if found != md5:
+            return f"{path} has MD5 {found}, expected {md5}"
     return None
 
 
@@ -264,8 +188,9 @@ def extract(
     Unpacks into a temporary folder in ``root`` and renames it into place once its files check
     out; a damaged existing folder is renamed to ``<folder>.damaged-N`` first, never deleted.
     """
-    archive = _check_archive(archive)
-    root = _check_root(root)
+    validate.instance("archive", archive, Archive)
+    root = _folder("root", root)
+    validate.function("log", log)
     folder = root / archive.folder
     problem = _folder_problem(archive, folder)
     if problem is None:
@@ -280,11 +205,11 @@ def extract(
             with tarfile.open(src) as tar:
                 _safe_extract(tar, tmp)
         except (tarfile.TarError, OSError) as e:
-            raise RuntimeError(f"cannot unpack {src} ({type(e).__name__}: {e})") from e
+            raise net.Unavailable(f"cannot unpack {src} ({type(e).__name__}: {e})") from e
         unpacked = tmp / archive.folder
         bad = _folder_problem(archive, unpacked)
         if bad is not None:
-            raise RuntimeError(
+            raise net.Unavailable(
                 f"{src} did not unpack to the expected files ({bad.replace(str(tmp), str(root))})"
             )
         if folder.exists() or folder.is_symlink():
@@ -312,15 +237,13 @@ def prefetch(
     progress: bool = True,
     log: Callable[[str], object] = print,
 ) -> dict[str, Path]:
-    """Fetch, verify and unpack each dataset in ``names`` under ``root``; returns their folders."""
-    root = _check_root(root)
-    timeout = _check_timeout(timeout)
-    if isinstance(names, str):
-        names = [names]
-    names = list(names)
-    unknown = [n for n in names if n not in DATASETS]
+    """Fetch, verify and unpack each dataset in ``names`` under ``root``; their folders; ch. 9."""
+    root = _folder("root", root)
+    timeout = validate.number("timeout", timeout, above=0)
+    names = [names] if isinstance(names, str) else list(validate.instance("names", names, Iterable))
+    unknown = [n for n in names if not isinstance(n, str) or n not in DATASETS]
     if unknown or not names:
-        raise ValueError(f"datasets must be some of {sorted(DATASETS)}, got {names!r}")
+        raise ValueError(f"names must be some of {sorted(DATASETS)}, got {names!r}")
     folders = {}
     for name in names:
         archive = DATASETS[name]

@@ -34,12 +34,12 @@ from torch import nn
 
 from . import data as _data
 from . import validate
+from .files import atomic_save
 from .stats import spread
 from .tables import Table
 from .train import (
     BOOK_MODELS,
     TRAINING_CODE,
-    atomic_save,
     book_settings,
     evaluate,
     load_checkpoint,

@@ -49,6 +49,8 @@ def show(value: object) -> str:
     if isinstance(value, nn.Module):
         return f"a {type(value).__name__} module"
     text_ = repr(value)
+    if "\n" in text_:  # a table, say: its kind, not its rows
+        return f"a {type(value).__name__}"
     return text_ if len(text_) <= 80 else text_[:77] + "..."
 
 

@@ -14,13 +14,18 @@ import shufflelib
 from shufflelib import (
     bench,
     cost,
+    data,
     deploy,
     env,
+    files,
     guidelines,
     ladder,
     layers,
     metrics,
     models,
+    net,
+    ops,
+    prefetch,
     profiler,
     results,
     stats,
@@ -91,6 +96,23 @@ CASES = [
     (lambda: results.settings("resnet"), ValueError, "label", "'resnet'"),
     (lambda: results.command("shufflenet_v2_x0_5", -1, "d"), ValueError, "seed", "-1"),
     (lambda: models.build("resnet18"), ValueError, "resnet18", "'resnet18'"),
+    (lambda: models.build("mobilenet_v2", num_classes="10"), TypeError, "num_classes", "'10'"),
+    (lambda: models.build("mobilenet_v2", width_mult=-1), ValueError, "width_mult", "-1"),
+    (lambda: layers.make_divisible(32, min_value=-3), ValueError, "min_value", "-3"),
+    (lambda: layers.init_weights("x"), TypeError, "model", "'x'"),
+    (lambda: layers.ConvBNAct(4, 8, stride=1.0), TypeError, "stride", "1.0"),
+    (lambda: ops.channel_shuffle(torch.ones(1, 4, 2, 2), 2.0), TypeError, "groups", "2.0"),
+    (lambda: ops.group_connectivity(12, [2, 0]), ValueError, "groups", "[2, 0]"),
+    (lambda: data.embedded("train", n=2.5), TypeError, "n", "2.5"),
+    (lambda: data.loader(data.embedded("test", n=4), 0, True), ValueError, "batch_size", "0"),
+    (
+        lambda: prefetch.fetch(prefetch.DATASETS["cifar10"], ".", timeout=0),
+        ValueError,
+        "timeout",
+        "0",
+    ),
+    (lambda: net.download("file:///x", "x", md5=5), TypeError, "md5", "5"),
+    (lambda: net.probe("localhost", 0, 1.0), ValueError, "port", "0"),
     (lambda: deploy.fold_bn("net"), TypeError, "model", "'net'"),
     (lambda: deploy.compile(conv.train(), torch.ones(1, 3, 4, 4)), ValueError, "model", ".eval()"),
     (lambda: deploy.choose({}), ValueError, "times", "{}"),
@@ -102,6 +124,12 @@ CASES = [
         "0",
     ),
     (lambda: validate.integer("n", 2, maximum=1), ValueError, "n", "2"),
+    (lambda: train.lr_at(-5, 10, 1), ValueError, "step", "-5"),
+    (lambda: train.lr_at(0, 0, 0), ValueError, "total", "0"),
+    (lambda: train.param_groups(conv, -1), ValueError, "weight_decay", "-1"),
+    (lambda: train.fit(conv, [1], 1), TypeError, "train_data", "[1]"),
+    (lambda: train.TrainConfig.resolve(2, optimizer="adam"), ValueError, "optimizer", "'adam'"),
+    (lambda: files.atomic_save({}, 3), TypeError, "path", "3"),
 ]
 
 
@@ -118,23 +146,6 @@ def test_bad_input_names_the_argument_and_the_value(case):
     assert argument in message, message
     assert shown in message, message
     assert type(raised.value) is error, "one policy: TypeError for kind, ValueError for value"
-
-
-# Training code (train.py, layers.py, ops.py, models/, data.py) is hashed into the results store;
-# its checks move to shufflelib.validate with the train/ package (issue #12, second slice). These
-# cases fail today and are expected to: strict, so the day they pass this file must change.
-TRAINING_CASES = [
-    (lambda: train.lr_at(-5, 0, -1), ValueError, "step", "-5"),
-    (lambda: train.param_groups(conv, -1), ValueError, "weight_decay", "-1"),
-    (lambda: layers.make_divisible(32, min_value=-3), ValueError, "min_value", "-3"),
-    (lambda: layers.init_weights("x"), TypeError, "model", "'x'"),
-]
-
-
-@pytest.mark.xfail(strict=True, reason="training code keeps its own checks until train/ lands")
-@pytest.mark.parametrize("case", TRAINING_CASES, ids=[_case_id(c) for c in TRAINING_CASES])
-def test_bad_input_to_the_training_code(case):
-    test_bad_input_names_the_argument_and_the_value(case)
 
 
 def test_no_call_changes_state_it_was_not_asked_to_change():

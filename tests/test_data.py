@@ -1,6 +1,9 @@
+import hashlib
+import io
 import os
 import pickle
 import socket
+import tarfile
 import threading
 
 import pytest
@@ -9,7 +12,7 @@ import torchvision
 from PIL import Image
 from torch import nn
 
-from shufflelib import data
+from shufflelib import data, net, prefetch
 
 N_TRAIN, N_TEST = 4000, 1000
 
@@ -170,7 +173,8 @@ def test_transform_is_applied():
     [
         ({"split": "val"}, ValueError, "'val'"),
         ({"n": 0}, ValueError, "n must be an int >= 1, got 0"),
-        ({"n": 2.5}, ValueError, "2.5"),
+        ({"n": 2.5}, TypeError, "n must be an int >= 1, got 2.5"),
+        ({"split": 1}, ValueError, "split must be one of 'train', 'test'; got 1"),
         ({"seed": -1}, ValueError, "seed must be an int >= 0, got -1"),
         ({"augment": "yes"}, TypeError, "'yes'"),
         ({"transform": 3}, TypeError, "callable"),
@@ -245,18 +249,20 @@ def no_download(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the download must not start")
 
+    monkeypatch.setattr(net, "download", refuse)
     monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", refuse)
 
 
 def test_cifar10_missing_says_how_to_get_it(tmp_path, monkeypatch, no_download):
     touched = []  # without download=True, not even the connectivity probe runs
     monkeypatch.setattr(socket, "create_connection", lambda *a, **k: touched.append(a))
-    monkeypatch.setattr(data, "_probe", lambda *a, **k: touched.append(a))
+    monkeypatch.setattr(net, "probe", lambda *a, **k: touched.append(a))
     with pytest.raises(FileNotFoundError) as err:
         data.cifar10(tmp_path)
     assert touched == []
     msg = str(err.value)
-    for words in ["download=True", "Colab", data.CIFAR10_URL, "cifar-10-batches-py", "embedded()"]:
+    url = prefetch.DATASETS["cifar10"].url
+    for words in ["download=True", "Colab", url, "cifar-10-batches-py", "prefetch", "embedded()"]:
         assert words in msg
 
 
@@ -292,8 +298,8 @@ def test_cifar10_hanging_network_fails_within_the_timeout(tmp_path, monkeypatch,
         released.set()  # let the probe thread finish inside this test
 
 
-def test_cifar10_reads_a_local_copy_with_standard_transforms(tmp_path, monkeypatch):
-    folder = tmp_path / "cifar-10-batches-py"
+def _tiny_cifar10(folder):
+    """A CIFAR-10 folder with 2 images per batch file (torchvision's format)."""
     os.makedirs(folder)
     g = torch.Generator().manual_seed(0)
     names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"]
@@ -303,6 +309,10 @@ def test_cifar10_reads_a_local_copy_with_standard_transforms(tmp_path, monkeypat
             pickle.dump({"data": pixels, "labels": [0, 7]}, f)
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, f)
+
+
+def test_cifar10_reads_a_local_copy_with_standard_transforms(tmp_path, monkeypatch):
+    _tiny_cifar10(tmp_path / "cifar-10-batches-py")
     monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
     train, test = data.cifar10(tmp_path), data.cifar10(tmp_path, train=False)
     assert (len(train), len(test)) == (10, 2)
@@ -312,6 +322,42 @@ def test_cifar10_reads_a_local_copy_with_standard_transforms(tmp_path, monkeypat
     assert kinds == ["RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"]
     assert train.transform.transforms[0].padding == 4
     assert [type(t).__name__ for t in test.transform.transforms] == ["ToTensor", "Normalize"]
+
+
+def test_cifar10_downloads_through_prefetch_and_leaves_the_socket_timeout(tmp_path, monkeypatch):
+    # The archive (a tiny stand-in, served from a file:// URL) is fetched and checked by
+    # shufflelib.prefetch with its MD5; torchvision then only reads the files.
+    served = tmp_path / "server"
+    _tiny_cifar10(served / "cifar-10-batches-py")
+    blob = io.BytesIO()
+    with tarfile.open(fileobj=blob, mode="w:gz") as tar:
+        tar.add(served / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    (served / "cifar-10-python.tar.gz").write_bytes(blob.getvalue())
+    real = prefetch.DATASETS["cifar10"]
+    tiny = prefetch.Archive(
+        **{
+            **real.__dict__,
+            "url": (served / "cifar-10-python.tar.gz").as_uri(),
+            "md5": hashlib.md5(blob.getvalue(), usedforsecurity=False).hexdigest(),
+            "files": tuple((name, None) for name, _ in real.files),
+        }
+    )
+    monkeypatch.setitem(prefetch.DATASETS, "cifar10", tiny)
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *a, **k: True)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torchvision must not download, nor the socket timeout change")
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", refuse)
+    monkeypatch.setattr(socket, "setdefaulttimeout", refuse)
+    root = tmp_path / "data"
+    test = data.cifar10(root, train=False, download=True)
+    assert len(test) == 2 and test[1][1] == 7
+    assert (root / "cifar-10-python.tar.gz").read_bytes() == blob.getvalue()
+    assert sorted(p.name for p in root.iterdir()) == [
+        "cifar-10-batches-py",
+        "cifar-10-python.tar.gz",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -366,8 +412,8 @@ def test_loader_order_is_a_function_of_seed_and_epoch():
         ({"batch_size": 0}, ValueError, "batch_size must be an int >= 1, got 0"),
         ({"train": None}, TypeError, "None"),
         ({"seed": -3}, ValueError, "got -3"),
-        ({"epoch": 1.0}, ValueError, "got 1.0"),
-        ({"workers": -1}, ValueError, "got -1"),
+        ({"epoch": 1.0}, TypeError, "epoch must be an int >= 0, got 1.0"),
+        ({"workers": -1}, ValueError, "workers must be an int >= 0 and <= "),
         ({"workers": 10_000}, ValueError, "got 10000"),
     ],
 )
@@ -376,3 +422,41 @@ def test_loader_bad_arguments(kwargs, exc, words):
     with pytest.raises(exc) as err:
         data.loader(**args)
     assert words in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# the data the results store was trained on must stay bit-identical (chapter 9)
+
+EMBEDDED_SHA256 = {
+    "train": "7e0dda332d18bba4e2525bbd51dddcdf4412314d4e14aa9ed030f275f37091ec",
+    "test": "10bf6603f0eb1e99f5394a80318570a7082ade0ea3c6dd05f65b46b3e6d2793d",
+}
+# train samples 0, 1, 17, 4999 and the last, after set_epoch(epoch): crops and flips included
+AUGMENTED_SHA256 = {
+    0: "88c4432e1fdf7a002aca09ef07bb39e28b2a5ed5c29773a20b2f7d039a094a74",
+    1: "b1e9c4649c69d4e4d745236d32113b37a0ac86f60f866fec1403671c4670e6cd",
+    7: "2632d1f0c655264cd6327d31e4b18c1ecc12df4857a19d69c84569732ef3bf63",
+}
+
+
+def _sha256(*tensors):
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(repr((tuple(t.shape), str(t.dtype))).encode())
+        digest.update(t.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+    reason="the pinned digests are x86 AVX2/AVX512 results; torch's scalar kernels draw other bits",
+)
+def test_the_embedded_data_is_unchanged():
+    for split, want in EMBEDDED_SHA256.items():
+        ds = data.embedded(split, seed=0)
+        assert _sha256(ds.images, ds.labels) == want, f"{split} changed: retrain the store"
+    train = data.embedded("train", seed=0)
+    for epoch, want in AUGMENTED_SHA256.items():
+        train.set_epoch(epoch)
+        assert _sha256(*train.batch([0, 1, 17, 4999, len(train) - 1])) == want, epoch
+    train.set_epoch(0)

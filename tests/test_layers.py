@@ -80,19 +80,34 @@ def test_conv_bn_act_injected_layers():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "words"),
+    ("kwargs", "error", "words"),
     [
-        ({"in_channels": 12, "out_channels": 16, "groups": 8}, ["groups=8", "12", "16"]),
-        ({"in_channels": 6, "out_channels": 10, "groups": 3, "kernel_size": 1}, ["10", "1)"]),
-        ({"in_channels": 0, "out_channels": 8}, ["in_channels", "0"]),
-        ({"in_channels": 4, "out_channels": 8, "stride": 0}, ["stride", "0"]),
-        ({"in_channels": 4, "out_channels": 8, "kernel_size": True}, ["kernel_size", "True"]),
-        ({"in_channels": 4.0, "out_channels": 8}, ["in_channels", "4.0"]),
-        ({"in_channels": 4, "out_channels": 8, "padding": -1}, ["padding", "-1"]),
+        (
+            {"in_channels": 12, "out_channels": 16, "groups": 8},
+            ValueError,
+            ["groups=8", "12", "16"],
+        ),
+        (
+            {"in_channels": 6, "out_channels": 10, "groups": 3, "kernel_size": 1},
+            ValueError,
+            ["10", "1)"],
+        ),
+        ({"in_channels": 0, "out_channels": 8}, ValueError, ["in_channels", "0"]),
+        ({"in_channels": 4, "out_channels": 8, "stride": 0}, ValueError, ["stride", "0"]),
+        (
+            {"in_channels": 4, "out_channels": 8, "kernel_size": True},
+            TypeError,
+            ["kernel_size", "True"],
+        ),
+        ({"in_channels": 4.0, "out_channels": 8}, TypeError, ["in_channels", "4.0"]),
+        ({"in_channels": 4, "out_channels": 8, "padding": -1}, ValueError, ["padding", "-1"]),
+        ({"in_channels": 4, "out_channels": 8, "padding": 1.5}, TypeError, ["padding", "1.5"]),
+        ({"in_channels": 4, "out_channels": 8, "activation_layer": "relu"}, TypeError, ["'relu'"]),
+        ({"in_channels": 4, "out_channels": 8, "inplace": 1}, TypeError, ["inplace", "1"]),
     ],
 )
-def test_conv_bn_act_bad_arguments(kwargs, words):
-    with pytest.raises(ValueError) as err:
+def test_conv_bn_act_bad_arguments(kwargs, error, words):
+    with pytest.raises(error) as err:
         ConvBNAct(**kwargs)
     for w in words:
         assert w in str(err.value)
@@ -130,9 +145,11 @@ def test_squeeze_excite_scales_each_channel_by_a_gate_in_0_1():
     assert se.fc1.weight.shape == (4, 16, 1, 1) and se.fc2.weight.shape == (16, 4, 1, 1)
 
 
-@pytest.mark.parametrize(("c", "s"), [(0, 4), (16, 0), (16, 2.5)])
-def test_squeeze_excite_bad_widths(c, s):
-    with pytest.raises(ValueError, match="channels"):
+@pytest.mark.parametrize(
+    ("c", "s", "error"), [(0, 4, ValueError), (16, 0, ValueError), (16, 2.5, TypeError)]
+)
+def test_squeeze_excite_bad_widths(c, s, error):
+    with pytest.raises(error, match="channels"):
         SqueezeExcite(c, s)
 
 
@@ -173,9 +190,18 @@ def test_drop_path_p1_drops_everything_and_is_seeded():
     assert "p=0.5" in repr(drop)
 
 
-@pytest.mark.parametrize("p", [-0.1, 1.5, "0.2", True, None])
-def test_drop_path_bad_p(p):
-    with pytest.raises(ValueError, match="drop probability"):
+@pytest.mark.parametrize(
+    ("p", "error"),
+    [
+        (-0.1, ValueError),
+        (1.5, ValueError),
+        ("0.2", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+    ],
+)
+def test_drop_path_bad_p(p, error):
+    with pytest.raises(error, match=rf"p must be a finite number >= 0.0 and <= 1.0, got {p!r}"):
         DropPath(p)
 
 
@@ -194,10 +220,17 @@ def test_make_divisible_values_and_errors():
     assert make_divisible(12, 8) == 16
     assert make_divisible(3, 8) == 8  # never below the divisor
     assert make_divisible(20, 16) == 32  # 16 would lose 20%: one more divisor
-    with pytest.raises(ValueError, match="value"):
+    assert make_divisible(3, 8, min_value=16) == 16  # never below min_value
+    with pytest.raises(ValueError, match="value must be a finite number > 0, got 0"):
         make_divisible(0, 8)
-    with pytest.raises(ValueError, match="divisor"):
+    with pytest.raises(TypeError, match="value"):
+        make_divisible("8", 8)
+    with pytest.raises(ValueError, match="divisor must be an int >= 1, got 0"):
         make_divisible(10, 0)
+    with pytest.raises(ValueError, match="min_value must be an int >= 1, got -3"):
+        make_divisible(32, min_value=-3)
+    with pytest.raises(TypeError, match="min_value"):
+        make_divisible(32, min_value=8.0)
 
 
 def test_drop_path_probabilities_in_forward_order():
@@ -211,13 +244,15 @@ def test_drop_path_probabilities_in_forward_order():
         drop_path_probabilities([DropPath(0.1)])
 
 
-def test_check_stride():
-    from shufflelib.layers import check_stride
+def test_make_activation_passes_inplace_only_where_it_is_taken():
+    from shufflelib.layers import make_activation
 
-    assert check_stride(1) == 1 and check_stride(2) == 2
-    for bad in (0, 3, True, 2.0, "2"):
-        with pytest.raises(ValueError, match=repr(bad)):
-            check_stride(bad)
+    assert make_activation(nn.ReLU).inplace and not make_activation(nn.ReLU, False).inplace
+    assert isinstance(make_activation(nn.GELU), nn.GELU)  # GELU takes no inplace
+    with pytest.raises(TypeError, match="activation_layer must be callable, got 'relu'"):
+        make_activation("relu")
+    with pytest.raises(TypeError, match="inplace must be True or False, got 1"):
+        make_activation(nn.ReLU, 1)
 
 
 def test_init_weights_follows_torchvision():
@@ -236,8 +271,10 @@ def test_init_weights_follows_torchvision():
     assert fc.weight.std().item() == pytest.approx(0.01, rel=0.1)
     init_weights(net, linear="uniform")
     assert fc.weight.abs().max().item() <= 1 / 100**0.5
-    with pytest.raises(ValueError, match="'xavier'"):
+    with pytest.raises(ValueError, match="linear must be one of 'normal', 'uniform'; got 'xavier'"):
         init_weights(net, linear="xavier")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module, got 'x'"):
+        init_weights("x")
 
 
 def test_randomise_batchnorm_is_seeded_and_changes_eval_outputs():
@@ -253,3 +290,7 @@ def test_randomise_batchnorm_is_seeded_and_changes_eval_outputs():
     fresh = nn.BatchNorm2d(8).eval()
     assert not torch.allclose(a.eval()(x), fresh(x), atol=1e-3)
     assert (a[0].running_var >= 0.5).all()
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        randomise_batchnorm(a, seed=-1)
+    with pytest.raises(TypeError, match="model"):
+        randomise_batchnorm([a])

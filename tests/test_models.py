@@ -1,3 +1,5 @@
+import hashlib
+import inspect
 import os
 import socket
 import threading
@@ -8,6 +10,7 @@ import torchvision
 from torch import nn
 
 import shufflelib.models as zoo
+from shufflelib import net
 from shufflelib.cost import count_params, madds
 from shufflelib.layers import DropPath, SqueezeExcite, randomise_batchnorm
 from shufflelib.models.efficientnet_v2 import (
@@ -16,15 +19,26 @@ from shufflelib.models.efficientnet_v2 import (
     FusedMBConv,
     MBConv,
     StageConfig,
+    efficientnet_v2,
 )
-from shufflelib.models.mobilenet_v2 import INVERTED_RESIDUAL_SETTING, InvertedResidual, MobileNetV2
+from shufflelib.models.mobilenet_v2 import (
+    INVERTED_RESIDUAL_SETTING,
+    InvertedResidual,
+    MobileNetV2,
+    mobilenet_v2,
+)
 from shufflelib.models.shufflenet_v1 import (
     ShuffleNetV1,
     ShuffleV1Unit,
     shufflenet_v1,
     shufflenet_v1_channels,
 )
-from shufflelib.models.shufflenet_v2 import ShuffleNetV2, ShuffleV2Unit, concat_shuffle
+from shufflelib.models.shufflenet_v2 import (
+    ShuffleNetV2,
+    ShuffleV2Unit,
+    concat_shuffle,
+    shufflenet_v2,
+)
 from shufflelib.ops import channel_shuffle
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -220,7 +234,7 @@ def test_mbconv_drop_path_drops_the_branch_in_training():
     ],
 )
 def test_blocks_refuse_strides_other_than_1_and_2(make):
-    with pytest.raises(ValueError, match="stride must be 1 or 2"):
+    with pytest.raises(ValueError, match="stride must be an int >= 1 and <= 2"):
         make()
 
 
@@ -350,9 +364,9 @@ MEGVII_V1 = {
 @pytest.mark.parametrize(("g", "width"), list(MEGVII_V1))
 def test_shufflenet_v1_widths_and_params_match_megvii(g, width):
     channels, params = MEGVII_V1[(g, width)]
-    assert shufflenet_v1_channels(g, width) == channels
+    assert shufflenet_v1_channels(width, groups=g) == channels
     with torch.device("meta"):
-        assert count_params(shufflenet_v1(g, width)) == params
+        assert count_params(shufflenet_v1(width, groups=g)) == params
 
 
 def test_shufflenet_v1_channels_every_name_is_valid():
@@ -363,7 +377,7 @@ def test_shufflenet_v1_channels_every_name_is_valid():
             for c in model.stages_out_channels[1:]:
                 assert c % (4 * g) == 0
             assert (model.stages_out_channels[1] - model.stages_out_channels[0]) % g == 0
-    assert shufflenet_v1_channels(2, 0.25) == [12, 48, 104, 200]  # 50 -> 48, 100 -> 104
+    assert shufflenet_v1_channels(0.25, groups=2) == [12, 48, 104, 200]  # 50 -> 48, 100 -> 104
 
 
 # ShuffleNet V2: Table 5 FLOPs and torchvision's published num_params.
@@ -456,6 +470,33 @@ def test_build_makes_the_named_model(name, cls, attr, value):
     assert type(model) is cls and getattr(model, attr) == value
 
 
+@pytest.mark.parametrize(
+    ("builder", "first"),
+    [
+        (shufflenet_v1, "width_mult"),
+        (shufflenet_v2, "width_mult"),
+        (mobilenet_v2, "width_mult"),
+        (efficientnet_v2, "variant"),
+    ],
+)
+def test_the_family_builders_share_one_signature(builder, first):
+    # The argument that names the variant, num_classes, then keyword-only small_input and the rest.
+    params = list(inspect.signature(builder).parameters.values())
+    assert [p.name for p in params[:2]] == [first, "num_classes"]
+    assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:2])
+    assert all(p.kind in (p.KEYWORD_ONLY, p.VAR_KEYWORD) for p in params[2:])
+    assert "small_input" in [p.name for p in params[2:]]
+
+
+def test_the_registry_passes_one_width_name():
+    for name in zoo.names():
+        assert "width" not in zoo.spec(name).kwargs
+    assert zoo.spec("shufflenet_v1_g8_x0_5").kwargs == {"groups": 8, "width_mult": 0.5}
+    assert zoo.spec("shufflenet_v2_x1_5").kwargs == {"width_mult": 1.5}
+    with pytest.raises(TypeError, match="fixes width_mult=0.5"):
+        zoo.build("shufflenet_v2_x0_5", width_mult=1.0)
+
+
 def test_build_unknown_name_lists_the_names():
     with pytest.raises(ValueError) as err:
         zoo.build("shufflenet_v3")
@@ -470,9 +511,14 @@ def test_build_unknown_name_lists_the_names():
         (lambda: zoo.build("mobilenet_v2", num_classes=0), ValueError, ["num_classes", "0"]),
         (lambda: zoo.build("mobilenet_v2", small_input="yes"), TypeError, ["small_input"]),
         (lambda: zoo.build("shufflenet_v1_g3_x1_0", groups=8), TypeError, ["groups=3"]),
+        (lambda: zoo.build("mobilenet_v2", num_classes=10.0), TypeError, ["num_classes", "10.0"]),
+        (lambda: zoo.build(3), TypeError, ["name", "3"]),
         (lambda: zoo.build("mobilenet_v2", width_mult=0), ValueError, ["width_mult", "0"]),
-        (lambda: shufflenet_v1(5, 1.0), ValueError, ["groups", "5", "(1, 2, 3, 4, 8)"]),
-        (lambda: shufflenet_v1(3, 0.75), ValueError, ["width", "0.75", "0.25"]),
+        (lambda: zoo.build("mobilenet_v2", width_mult="1"), TypeError, ["width_mult", "'1'"]),
+        (lambda: shufflenet_v1(1.0, groups=5), ValueError, ["groups", "5", "1, 2, 3, 4, 8"]),
+        (lambda: shufflenet_v1(0.75), ValueError, ["width_mult", "0.75", "0.25"]),
+        (lambda: shufflenet_v2(0.75), ValueError, ["width_mult", "0.75", "0.5"]),
+        (lambda: efficientnet_v2("xl"), ValueError, ["variant", "'xl'", "'t'"]),
         (
             lambda: ShuffleNetV1(3, [24, 200, 400, 800]),
             ValueError,
@@ -484,7 +530,11 @@ def test_build_unknown_name_lists_the_names():
             ["192 - 12 = 180", "groups=8"],
         ),
         (lambda: ShuffleNetV2([4, 8, 4], [24, 116, 232, 465, 1024]), ValueError, ["465"]),
-        (lambda: ShuffleNetV2([4, 8], [24, 116, 232, 464, 1024]), ValueError, ["3 ints"]),
+        (
+            lambda: ShuffleNetV2([4, 8], [24, 116, 232, 464, 1024]),
+            ValueError,
+            ["stages_repeats", "length 3", "[4, 8]"],
+        ),
         (
             lambda: MobileNetV2(inverted_residual_setting=[[6, 24, 2, 3]]),
             ValueError,
@@ -567,7 +617,7 @@ def _offline_fails_fast(monkeypatch):
     def no_download(*args, **kwargs):
         raise AssertionError("the download must not start")
 
-    monkeypatch.setattr(torchvision.models._api, "load_state_dict_from_url", no_download)
+    monkeypatch.setattr(net, "download", no_download)
     model = zoo.build("shufflenet_v2_x0_5")
     with pytest.raises(RuntimeError) as err:
         zoo.load_torchvision_weights(model, "shufflenet_v2_x0_5", timeout=1.0)
@@ -596,6 +646,33 @@ def test_load_weights_from_the_hub_cache_needs_no_network(empty_hub, monkeypatch
 
     monkeypatch.setattr(socket, "create_connection", offline)
     model = zoo.load_torchvision_weights(zoo.build("shufflenet_v2_x0_5"), "shufflenet_v2_x0_5")
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v)
+
+
+def test_load_weights_downloads_into_the_hub_cache_checked_by_hash(empty_hub, monkeypatch):
+    served = empty_hub / "served"
+    served.mkdir()
+    source = randomise_batchnorm(torchvision.models.shufflenet_v2_x0_5())
+    torch.save(source.state_dict(), served / "w.pth")
+    blob = (served / "w.pth").read_bytes()
+    good = served / f"shufflenetv2_x0.5-{hashlib.sha256(blob).hexdigest()[:10]}.pth"
+    bad = served / "shufflenetv2_x0.5-0123456789.pth"  # a name whose hash the bytes do not have
+    good.write_bytes(blob)
+    bad.write_bytes(blob)
+    entry = torchvision.models.ShuffleNet_V2_X0_5_Weights.IMAGENET1K_V1
+
+    def fixed(*args):
+        raise AssertionError("the process-wide socket timeout must not change")
+
+    monkeypatch.setattr(socket, "setdefaulttimeout", fixed)
+    monkeypatch.setattr(entry.value, "url", bad.as_uri())
+    with pytest.raises(RuntimeError, match=f"has SHA-256 {hashlib.sha256(blob).hexdigest()}"):
+        zoo.load_torchvision_weights(zoo.build("shufflenet_v2_x0_5"), "shufflenet_v2_x0_5")
+    assert os.listdir(empty_hub / "checkpoints") == [], "nothing is kept of a wrong download"
+    monkeypatch.setattr(entry.value, "url", good.as_uri())
+    model = zoo.load_torchvision_weights(zoo.build("shufflenet_v2_x0_5"), "shufflenet_v2_x0_5")
+    assert os.listdir(empty_hub / "checkpoints") == [good.name]  # where torch hub keeps it
     for k, v in source.state_dict().items():
         assert torch.equal(model.state_dict()[k], v)
 
@@ -675,3 +752,144 @@ def test_efficientnet_v2_stage_table():
     assert t[6] == {"stage": 7, "S": "-", "M": t[6]["M"]} and t[6]["M"].startswith("MB6 304->512")
     with pytest.raises(ValueError, match="'xl'"):
         stage_table(("s", "xl"))
+
+
+# The networks the book trains (chapter 9) must stay bit-identical: the results store was trained
+# with them. A change that alters their initial weights or the function they compute turns this
+# red, and then the store must be retrained (`make results`).
+
+BOOK_NETWORKS = {
+    "shufflenet_v1_g3_x0_5": (
+        {},
+        "5a3db5cd3e61759daf96af5e6713b02c6151989eb11b18a28213dadc2c276295",
+        [
+            0.124871,
+            -0.0393659,
+            -0.201293,
+            0.765798,
+            0.242305,
+            0.68285,
+            -0.0861833,
+            0.100514,
+            -0.0621257,
+            0.45598,
+            0.0462046,
+            -0.0139627,
+            -0.151888,
+            0.692746,
+            0.149039,
+            0.730042,
+            0.0544937,
+            -0.083054,
+            -0.0824877,
+            0.418022,
+        ],
+    ),
+    "shufflenet_v2_x0_5": (
+        {},
+        "91f5fb9c8a88b0018fc5ddaaec97a2853eb948cd9c9b55d5f56ba98cea01e71f",
+        [
+            -0.06105,
+            0.00844901,
+            -0.210694,
+            0.182326,
+            0.0450633,
+            -0.13708,
+            0.108627,
+            0.214151,
+            -0.0840011,
+            -0.114325,
+            -0.00239478,
+            0.0495027,
+            -0.182717,
+            0.223029,
+            -0.0674777,
+            -0.161499,
+            0.117365,
+            0.156768,
+            -0.0455177,
+            0.000738509,
+        ],
+    ),
+    "mobilenet_v2": (
+        {"width_mult": 0.5},
+        "b0de337a49ad4e4fa7a111720577201c1dd1039bfec06eda0ffe142572030795",
+        [
+            0.0504513,
+            -0.0559516,
+            -0.449169,
+            0.120935,
+            0.294731,
+            0.265591,
+            0.0297413,
+            0.0987437,
+            -0.271436,
+            0.0231468,
+            -0.00596967,
+            0.019662,
+            -0.336774,
+            0.144103,
+            0.152973,
+            0.27733,
+            0.162093,
+            -0.0721264,
+            -0.296699,
+            0.101582,
+        ],
+    ),
+    "efficientnet_v2_t": (
+        {},
+        "7f3daea68e2f439c4b7204ce34654ad47e58870be2f949c1399500ac460d7dd2",
+        [
+            -0.051596,
+            -1.39062,
+            -0.898957,
+            1.0902,
+            -0.284223,
+            1.06761,
+            1.41962,
+            -0.320414,
+            0.440726,
+            0.811621,
+            1.08228,
+            -1.69903,
+            -0.639935,
+            0.48373,
+            1.48911,
+            1.31338,
+            0.066804,
+            -0.654179,
+            -0.310966,
+            -2.00451,
+        ],
+    ),
+}
+
+
+def _state_dict_sha256(model: nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        digest.update(key.encode())
+        digest.update(repr((tuple(value.shape), str(value.dtype))).encode())
+        digest.update(value.detach().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"),
+    reason="the pinned digests are x86 AVX2/AVX512 results; torch's scalar kernels draw other bits",
+)
+@pytest.mark.parametrize("name", list(BOOK_NETWORKS))
+def test_the_book_networks_are_unchanged(name):
+    kwargs, weights, logits = BOOK_NETWORKS[name]
+    torch.manual_seed(0)
+    model = zoo.build(name, num_classes=10, small_input=True, **kwargs)
+    assert _state_dict_sha256(model) == weights, "initial weights changed: retrain the store"
+    model.eval()
+    for m in model.modules():  # BatchNorm on batch statistics: the output depends on the input
+        if isinstance(m, nn.BatchNorm2d):
+            m.train()
+    with torch.no_grad():
+        got = model(rand(4, 3, 32, 32, seed=2)).flatten()[:20]
+    # The bits of a forward pass depend on the CPU's vector width (oneDNN's kernels): a tolerance.
+    torch.testing.assert_close(got, torch.tensor(logits), rtol=1e-4, atol=1e-5)

@@ -109,7 +109,7 @@ def test_channel_shuffle_inverse(channels, groups):
 
 @pytest.mark.parametrize(
     ("shape", "match"),
-    [((2, 6, 3), r"3-D"), ((1, 2, 6, 3, 3), r"5-D"), ((6,), r"1-D")],
+    [((2, 6, 3), r"4-d.*\(2, 6, 3\)"), ((1, 2, 6, 3, 3), r"\(1, 2, 6, 3, 3\)"), ((6,), r"\(6,\)")],
 )
 def test_channel_shuffle_wrong_rank(shape, match):
     with pytest.raises(ValueError, match=match):
@@ -122,15 +122,22 @@ def test_channel_shuffle_channels_not_divisible():
 
 
 @pytest.mark.parametrize(
-    ("groups", "match"),
-    [(0, r"\b0\b"), (-1, r"-1"), (2.0, r"2\.0"), (True, r"True"), ("2", r"'2'"), (None, "None")],
+    ("groups", "error", "match"),
+    [
+        (0, ValueError, r"groups must be an int >= 1, got 0"),
+        (-1, ValueError, r"got -1"),
+        (2.0, TypeError, r"got 2\.0"),
+        (True, TypeError, r"got True"),
+        ("2", TypeError, r"got '2'"),
+        (None, TypeError, "got None"),
+    ],
 )
-def test_channel_shuffle_bad_groups(groups, match):
-    with pytest.raises(ValueError, match=match):
+def test_channel_shuffle_bad_groups(groups, error, match):
+    with pytest.raises(error, match=match):
         channel_shuffle(torch.zeros(1, 4, 2, 2), groups)
 
 
-@pytest.mark.parametrize(("x", "match"), [([[1.0]], "list"), (3.0, "float"), (None, "NoneType")])
+@pytest.mark.parametrize(("x", "match"), [([[1.0]], r"\[\[1\.0\]\]"), (3.0, "3.0"), (None, "None")])
 def test_channel_shuffle_non_tensor(x, match):
     with pytest.raises(TypeError, match=match):
         channel_shuffle(x, 2)
@@ -160,18 +167,24 @@ def test_channel_split_three_sections():
 
 
 @pytest.mark.parametrize(
-    ("sections", "match"),
-    [(0, r"\b0\b"), (-2, "-2"), (2.0, r"2\.0"), (True, "True"), (3, r"\b8\b.*\b3\b")],
+    ("sections", "error", "match"),
+    [
+        (0, ValueError, r"sections must be an int >= 1, got 0"),
+        (-2, ValueError, "-2"),
+        (2.0, TypeError, r"2\.0"),
+        (True, TypeError, "True"),
+        (3, ValueError, r"\b8\b.*\b3\b"),
+    ],
 )
-def test_channel_split_bad_sections(sections, match):
-    with pytest.raises(ValueError, match=match):
+def test_channel_split_bad_sections(sections, error, match):
+    with pytest.raises(error, match=match):
         channel_split(torch.zeros(1, 8, 2, 2), sections)
 
 
 def test_channel_split_bad_input():
-    with pytest.raises(ValueError, match="3-D"):
+    with pytest.raises(ValueError, match=r"4-d.*\(1, 8, 2\)"):
         channel_split(torch.zeros(1, 8, 2))
-    with pytest.raises(TypeError, match="list"):
+    with pytest.raises(TypeError, match=r"x must be a torch.Tensor, got \[1, 2\]"):
         channel_split([1, 2])
 
 
@@ -221,7 +234,7 @@ def test_shuffle_split_channels_not_multiple_of_4(channels):
 
 
 def test_shuffle_split_bad_input():
-    with pytest.raises(ValueError, match="3-D"):
+    with pytest.raises(ValueError, match=r"4-d.*\(8, 2, 2\)"):
         shuffle_split(torch.zeros(8, 2, 2))
     with pytest.raises(TypeError):
         shuffle_split("x")
@@ -243,10 +256,12 @@ def test_shuffle_permutation(channels, groups):
 def test_shuffle_permutation_bad_input():
     with pytest.raises(ValueError, match=r"\b6\b.*\b4\b"):
         shuffle_permutation(6, 4)
-    with pytest.raises(ValueError, match="channels"):
+    with pytest.raises(ValueError, match="channels must be an int >= 1, got 0"):
         shuffle_permutation(0, 1)
-    with pytest.raises(ValueError, match="groups"):
+    with pytest.raises(ValueError, match="groups must be an int >= 1, got 0"):
         shuffle_permutation(6, 0)
+    with pytest.raises(TypeError, match="channels"):
+        shuffle_permutation(6.0, 2)
 
 
 # group_connectivity
@@ -331,26 +346,28 @@ def test_group_connectivity_matches_jacobian_of_real_convs(channels, groups, shu
 
 
 @pytest.mark.parametrize(
-    ("groups", "shuffle", "match"),
+    ("groups", "shuffle", "error", "match"),
     [
-        ([], False, "non-empty"),
-        ((), False, "non-empty"),
-        ([2, 2, 2], [True], "2 bools"),
-        ([2, 2], [True, False], "1 bools"),
-        ([2, 2], [1], r"\[1\]"),
-        ([2, 5], False, r"\b12\b.*\b5\b"),
-        ([2, 0], False, r"\b0\b"),
-        ("22", False, "'22'"),
-        (True, False, "True"),
+        ([], False, ValueError, r"groups must be a sequence of ints >= 1, got \[\]"),
+        ((), False, ValueError, r"got \(\)"),
+        ([2, 2, 2], [True], ValueError, "2 bools"),
+        ([2, 2], [True, False], ValueError, "1 bools"),
+        ([2, 2], [1], TypeError, r"shuffle\[0\] must be True or False, got 1"),
+        ([2, 2], 1, TypeError, r"shuffle must be a collections.abc.Sequence, got 1"),
+        ([2, 5], False, ValueError, r"\b12\b.*\b5\b"),
+        ([2, 0], False, ValueError, r"got \[2, 0\]"),
+        ([2, 2.0], False, TypeError, r"got \[2, 2\.0\]"),
+        ("22", False, TypeError, "'22'"),
+        (True, False, TypeError, "True"),
     ],
 )
-def test_group_connectivity_bad_input(groups, shuffle, match):
-    with pytest.raises(ValueError, match=match):
+def test_group_connectivity_bad_input(groups, shuffle, error, match):
+    with pytest.raises(error, match=match):
         group_connectivity(12, groups, shuffle)
 
 
 def test_group_connectivity_bad_channels():
-    with pytest.raises(ValueError, match="channels"):
+    with pytest.raises(ValueError, match="channels must be an int >= 1, got 0"):
         group_connectivity(0, 1)
 
 
@@ -396,18 +413,18 @@ def test_group_conv_dense_weight_keeps_dtype():
 
 
 @pytest.mark.parametrize(
-    ("weight", "groups", "match"),
+    ("weight", "groups", "error", "match"),
     [
-        (torch.zeros(4, 2, 3), 2, "4-D"),
-        (torch.zeros(4, 2, 1, 1, 1), 2, "4-D"),
-        ([[1.0]], 1, "list"),
-        (torch.zeros(4, 2, 1, 1), 0, r"\b0\b"),
-        (torch.zeros(4, 2, 1, 1), 2.0, r"2\.0"),
-        (torch.zeros(6, 2, 1, 1), 4, r"\b6\b.*\b4\b"),
+        (torch.zeros(4, 2, 3), 2, ValueError, r"weight must be a 4-d torch.Tensor, got shape"),
+        (torch.zeros(4, 2, 1, 1, 1), 2, ValueError, "4-d"),
+        ([[1.0]], 1, TypeError, r"weight must be a torch.Tensor, got \[\[1\.0\]\]"),
+        (torch.zeros(4, 2, 1, 1), 0, ValueError, r"groups must be an int >= 1, got 0"),
+        (torch.zeros(4, 2, 1, 1), 2.0, TypeError, r"2\.0"),
+        (torch.zeros(6, 2, 1, 1), 4, ValueError, r"\b6\b.*\b4\b"),
     ],
 )
-def test_group_conv_dense_weight_bad_input(weight, groups, match):
-    with pytest.raises(ValueError, match=match):
+def test_group_conv_dense_weight_bad_input(weight, groups, error, match):
+    with pytest.raises(error, match=match):
         group_conv_dense_weight(weight, groups)
 
 

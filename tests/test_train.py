@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from torch import nn
 
 from shufflelib import data, train
 from shufflelib.tables import Table
+from shufflelib.train import runs
+from shufflelib.train.loop import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_TEST = 192, 96
@@ -266,13 +269,13 @@ def test_mixup_mixes_images_and_targets_with_the_lambda_it_draws():
     assert 0.05 < lam < 0.95 and lam != pytest.approx(0.5, abs=0.05)
     assert not torch.equal(perm, torch.arange(8))
     torch.manual_seed(16)
-    mixed, ya, yb, got = train._mixup(x, y, 0.4, torch.Generator().manual_seed(2))
+    mixed, ya, yb, got = train.mixup(x, y, 0.4, torch.Generator().manual_seed(2))
     assert got == lam
     assert torch.allclose(mixed, lam * x + (1 - lam) * x[perm])
     assert torch.equal(ya, y) and torch.equal(yb, y[perm])
     torch.manual_seed(12)  # another draw, another lambda
-    assert train._mixup(x, y, 0.4, torch.Generator().manual_seed(2))[3] != lam
-    same, ya, yb, one = train._mixup(x, y, 0.0, torch.Generator())  # alpha 0: no mixing
+    assert train.mixup(x, y, 0.4, torch.Generator().manual_seed(2))[3] != lam
+    same, ya, yb, one = train.mixup(x, y, 0.0, torch.Generator())  # alpha 0: no mixing
     assert one == 1.0 and torch.equal(same, x) and torch.equal(ya, y)
 
 
@@ -285,7 +288,8 @@ def test_a_mixup_step_weighs_both_targets_by_lambda():
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     ce = nn.CrossEntropyLoss(label_smoothing=0.1)
     cpu = torch.device("cpu")
-    stepper = train._Stepper(net, net, opt, sched, scaler, ce, cpu, False, False)
+    config = train.TrainConfig(epochs=1, label_smoothing=0.1)
+    stepper = Trainer(net, config, cpu, opt, sched, scaler, ce, net)
     # the lambda and the pairing, drawn by hand from the generators the step draws from
     torch.manual_seed(9)
     lam = float(torch.distributions.Beta(0.4, 0.4).sample())
@@ -295,7 +299,7 @@ def test_a_mixup_step_weighs_both_targets_by_lambda():
         expected = lam * ce(logits, y) + (1 - lam) * ce(logits, y[perm])
         alone = ce(logits, y), ce(logits, y[perm])
     torch.manual_seed(9)
-    loss, got_logits = stepper._step(x, y, 0.4, torch.Generator().manual_seed(3))
+    loss, got_logits = stepper.step(x, y, 0.4, torch.Generator().manual_seed(3))
     assert torch.allclose(got_logits, logits)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     assert 0.1 < lam < 0.9  # so the mix differs from either target alone:
@@ -421,14 +425,15 @@ def test_a_checkpoint_from_another_model_is_refused_before_training(sets, tmp_pa
     fit(tiny(), sets, epochs=1, checkpoint_dir=tmp_path)
     other = tiny(width=4)
     before = {k: v.clone() for k, v in other.state_dict().items()}
-    with pytest.raises(ValueError, match="from another model"):
+    match = r"the run differs \(model: its weights have other shapes \(features.0.weight \[8, 3"
+    with pytest.raises(ValueError, match=match):
         fit(other, sets, epochs=1, checkpoint_dir=tmp_path, resume=True)
     assert all(torch.equal(before[k], v) for k, v in other.state_dict().items())
 
 
 def test_resume_with_other_settings_is_refused(sets, tmp_path):
     fit(tiny(), sets, epochs=2, checkpoint_dir=tmp_path, stop_after=1)
-    with pytest.raises(ValueError, match="settings differ.*epochs"):
+    with pytest.raises(ValueError, match="the run differs.*epochs: 2 then, 3 now"):
         fit(tiny(), sets, epochs=3, checkpoint_dir=tmp_path, resume=True)
 
 
@@ -453,10 +458,10 @@ def test_load_checkpoint_rejects_other_files(tmp_path):
     "kw, error, match",
     [
         ({"epochs": 0}, ValueError, "epochs must be an int >= 1, got 0"),
-        ({"epochs": 2.0}, ValueError, "epochs"),
+        ({"epochs": 2.0}, TypeError, "epochs must be an int >= 1, got 2.0"),
         ({"optimizer": "adam"}, ValueError, "optimizer must be one of"),
         ({"lr": -1.0}, ValueError, "lr must be"),
-        ({"lr": 0}, ValueError, "lr must be > 0"),
+        ({"lr": 0}, ValueError, "lr must be a finite number > 0, got 0"),
         ({"batch_size": 0}, ValueError, "batch_size"),
         ({"batch_size": 500}, ValueError, "must not exceed the training set"),
         ({"label_smoothing": 2.0}, ValueError, "label_smoothing"),
@@ -467,7 +472,7 @@ def test_load_checkpoint_rejects_other_files(tmp_path):
         ({"stop_after": 0}, ValueError, "stop_after"),
         ({"limit_train": 0}, ValueError, "limit_train"),
         ({"resume": 1}, TypeError, "resume must be True or False"),
-        ({"log": "print"}, TypeError, "log must be a callable"),
+        ({"log": "print"}, TypeError, "log must be callable, got .print."),
         ({"device": "tpu"}, ValueError, "device must be .*'tpu'"),
     ],
 )
@@ -497,7 +502,7 @@ def test_parse_data_specs():
     assert train.parse_data("cifar10:/data") == ("cifar10", "/data")
     assert train.parse_data("folder:imagenette2") == ("folder", "imagenette2")
     for bad in ("cifar", "cifar10", "folder:", "embedded:x", "imagenet:/x"):
-        with pytest.raises(ValueError, match="unknown data spec"):
+        with pytest.raises(ValueError, match="data must be .*ImageNet-style\\), got"):
             train.parse_data(bad)
 
 
@@ -527,16 +532,16 @@ def test_run_keys_the_folder_by_settings_and_reloads_a_finished_run(tmp_path, on
     assert t[1]["train time (s)"] == pytest.approx(sum(e.history.column("seconds")))
     named = train.summary({"one epoch": a, "two epochs": e})
     assert named.column("model") == ["one epoch", "two epochs"] and named.column("epochs") == [1, 2]
-    with pytest.raises(TypeError, match="Run objects"):
+    with pytest.raises(TypeError, match="runs' entries must be a .*Run, got a Table"):
         train.summary([a.history])
-    with pytest.raises(TypeError, match="Run objects"):
+    with pytest.raises(TypeError, match="runs' entries must be a .*Run, got a Table"):
         train.summary({"a": a.history})
 
 
 def test_run_rejects_unknown_models_and_own_settings(tmp_path):
-    with pytest.raises(ValueError, match="unknown model 'resnet50'"):
+    with pytest.raises(ValueError, match="model must be one of shufflelib.models.names"):
         train.run("resnet50", runs_dir=tmp_path)
-    with pytest.raises(ValueError, match="unknown data spec"):
+    with pytest.raises(ValueError, match="data must be .*ImageNet-style\\), got"):
         train.run("mobilenet_v2", data="imagenet", runs_dir=tmp_path)
     with pytest.raises(TypeError, match="run\\(\\) chooses resume"):
         train.run("mobilenet_v2", resume=False, runs_dir=tmp_path)
@@ -589,7 +594,7 @@ def test_cli_ctrl_c_says_where_the_checkpoint_is(tmp_path, capsys, monkeypatch):
         real_fit(tiny(), data.embedded("train", n=64), 1, checkpoint_dir=ckpt, **kw)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "fit", interrupted_after_one_epoch)
+    monkeypatch.setattr(runs, "fit", interrupted_after_one_epoch)
     assert train.main(args) == 130
     err = capsys.readouterr().err
     assert f"checkpoint of the last finished epoch is in {ckpt}" in err and "--resume" in err
@@ -598,7 +603,7 @@ def test_cli_ctrl_c_says_where_the_checkpoint_is(tmp_path, capsys, monkeypatch):
     def interrupted_at_once(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "fit", interrupted_at_once)
+    monkeypatch.setattr(runs, "fit", interrupted_at_once)
     assert train.main(["--model", "shufflenet_v2_x0_5", *QUICK]) == 130
     assert "before any checkpoint was written (--checkpoint-dir" in capsys.readouterr().err
 
@@ -626,16 +631,28 @@ def test_cli_help_documents_every_option():
 @pytest.mark.parametrize(
     "args, match",
     [
-        (["--model", "resnet50"], "unknown model 'resnet50'"),
-        (["--model", "mobilenet_v2", "--data", "imagenet"], "unknown data spec 'imagenet'"),
+        (["--model", "resnet50"], "model must be one of shufflelib.models.names.*'resnet50'"),
+        (["--model", "mobilenet_v2", "--data", "imagenet"], "data must be .*got 'imagenet'"),
         (["--model", "mobilenet_v2", "--epochs", "0"], "epochs must be an int >= 1, got 0"),
         (["--model", "mobilenet_v2", "--resume"], "--resume needs --checkpoint-dir"),
         (["--model", "shufflenet_v2_x0_5", "--width-mult", "0.5"], "mobilenet_v2 only"),
+        (["--model", "mobilenet_v2", "--lr", "nan"], "lr must be a finite number > 0, got nan"),
+        (["--model", "mobilenet_v2", "--workers", "-1"], "workers must be an int >= 0, got -1"),
+        (["--model", "mobilenet_v2", "--limit-train", "0"], "limit_train must be an int >= 1"),
+        (["--model", "mobilenet_v2", "--image-size", "7"], "image_size must be an int >= 8"),
+        (["--model", "mobilenet_v2", "--image-size", "64"], "image_size applies to folder data"),
+        (["--model", "mobilenet_v2", "--device", "tpu"], "device must be 'cpu', 'cuda'.*'tpu'"),
     ],
 )
-def test_cli_errors_are_clear_and_immediate(args, match):
-    with pytest.raises(SystemExit, match=match):
-        train.main(args)
+def test_cli_errors_are_one_line_and_come_before_any_work(args, match, capsys, monkeypatch):
+    def no_data(*a, **k):
+        raise AssertionError("the data was made before the arguments were checked")
+
+    monkeypatch.setattr(runs, "datasets", no_data)
+    assert train.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(f"error: .*{match}.*", err), err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
 
 
 def test_cli_missing_cifar10_says_how_to_get_it(tmp_path, capsys):
@@ -692,7 +709,7 @@ def test_book_settings_are_shared_and_checked():
         "mobilenet_v2",
         "efficientnet_v2_t",
     }
-    with pytest.raises(ValueError, match="unknown data spec"):
+    with pytest.raises(ValueError, match="data must be .*ImageNet-style\\), got"):
         train.book_settings(data="imagenet")
     with pytest.raises(TypeError, match="full must be True or False"):
         train.book_settings(full="yes")
@@ -706,25 +723,25 @@ def test_progress_bar_shows_loss_accuracy_and_throughput(sets, capsys):
 
 
 def test_augmentation_can_be_left_out_for_the_embedded_data_only(tmp_path):
-    tr, te, classes = train._datasets("embedded", 0, False, 224, False)
+    tr, te, classes = train.datasets("embedded", 0, False, None, False)
     assert tr.augment is False and te.augment is False and classes == 10
-    assert train._datasets("embedded", 0, False, 224, None)[0].augment is True
+    assert train.datasets("embedded", 0, False, None, None)[0].augment is True
     with pytest.raises(ValueError, match="augment=False is for the embedded data only"):
-        train._datasets(f"cifar10:{tmp_path}", 0, False, 224, False)
+        train.datasets(f"cifar10:{tmp_path}", 0, False, None, False)
     with pytest.raises(TypeError, match="augment must be True or False"):
-        train._datasets("embedded", 0, False, 224, "no")
+        train.datasets("embedded", 0, False, None, "no")
 
 
 def test_the_code_key_changes_with_the_training_code_only(tmp_path, monkeypatch):
     """source_digest over a copy of the library's sources: an edit to a network, layer, op, the
     data or the trainer changes it; an edit anywhere else, or no edit, leaves it as it was."""
-    package = Path(train.__file__).parent
+    package = Path(train.__file__).parent.parent
     copy = tmp_path / "shufflelib"
     for src in package.rglob("*.py"):
         dest = copy / src.relative_to(package)
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_bytes(src.read_bytes())
-    monkeypatch.setattr(train, "__file__", str(copy / "train.py"))  # hash the copy instead
+    monkeypatch.setattr(runs, "__file__", str(copy / "train" / "runs.py"))  # hash the copy
 
     def digest() -> str:
         return train.source_digest.__wrapped__(train.TRAINING_CODE)  # past the cache
@@ -733,10 +750,13 @@ def test_the_code_key_changes_with_the_training_code_only(tmp_path, monkeypatch)
     assert first == train.source_digest() and len(first) == 12  # the copy is the library
     assert digest() == first  # nothing changed, nothing moves
     files = sorted(p.relative_to(copy).as_posix() for p in copy.rglob("*.py"))
-    training = ["train.py", "data.py", "layers.py", "ops.py"]
-    training += [f for f in files if f.startswith("models/")]
+    training = ["data.py", "layers.py", "ops.py", "models/__init__.py"]
+    training += [f"models/{f}.py" for f in ("shufflenet_v1", "shufflenet_v2")]
+    training += [f"models/{f}.py" for f in ("mobilenet_v2", "efficientnet_v2")]
+    training += [f for f in files if f.startswith("train/")]
     others = [f for f in files if f not in training]
-    assert len(training) > 5 and {"__init__.py", "plot.py", "results.py"} <= set(others)
+    assert len(training) > 12 and {"__init__.py", "plot.py", "results.py"} <= set(others)
+    assert {"validate.py", "bench.py", "files.py"} <= set(others)
     for rel in files:
         path = copy / rel
         original = path.read_bytes()
@@ -744,7 +764,9 @@ def test_the_code_key_changes_with_the_training_code_only(tmp_path, monkeypatch)
         assert (digest() != first) == (rel in training), rel
         path.write_bytes(original)
         assert digest() == first, rel
-    (copy / "models" / "new_net.py").write_text("# a new network\n")
+    (copy / "models" / "new_net.py").write_text("# a network the book does not train\n")
+    assert digest() == first
+    (copy / "train" / "new_part.py").write_text("# a new part of the trainer\n")
     assert digest() != first
 
 
@@ -755,8 +777,8 @@ def test_a_run_folder_changes_with_every_setting_and_only_with_one(sets, tmp_pat
         folders.append(kw["checkpoint_dir"])
         return Table([{"epoch": epochs, "test accuracy": 0.0}])
 
-    monkeypatch.setattr(train, "fit", record)
-    monkeypatch.setattr(train, "_datasets", lambda *a, **k: (*sets, 10))
+    monkeypatch.setattr(runs, "fit", record)
+    monkeypatch.setattr(runs, "datasets", lambda *a, **k: (*sets, 10))
 
     def folder(name="shufflenet_v2_x0_5", **kw) -> Path:
         train.run(name, **{"runs_dir": tmp_path, "device": "cpu", **kw})
@@ -779,8 +801,8 @@ def test_a_run_folder_changes_with_every_setting_and_only_with_one(sets, tmp_pat
         folder(data="cifar10:elsewhere"),
         folder("mobilenet_v2"),
         folder("mobilenet_v2", model_kwargs={"width_mult": 0.5}),
-        folder(progressive=train.Progressive()),
+        folder(progressive=train.Progressive(), epochs=4),
     ]
     assert len({base, *changed}) == len(changed) + 1, changed
-    monkeypatch.setattr(train, "source_digest", lambda: "another-code")
+    monkeypatch.setattr(runs, "source_digest", lambda: "another-code")
     assert folder() != base  # other training code: another run

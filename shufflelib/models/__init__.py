@@ -10,8 +10,6 @@ only; torchvision is imported when weights are loaded.
 from __future__ import annotations
 
 import os
-import socket
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +18,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
+from .. import net, validate
 from ..layers import randomise_batchnorm
 from .efficientnet_v2 import EfficientNetV2, efficientnet_v2
 from .mobilenet_v2 import MobileNetV2, mobilenet_v2
@@ -66,7 +65,7 @@ def _registry() -> dict[str, ModelSpec]:
                     shufflenet_v1,
                     ShuffleNetV1,
                     f"ShuffleNet V1 {w}x, g={g} (chapter 5); accepts shuffle=False",
-                    {"groups": g, "width": w},
+                    {"groups": g, "width_mult": w},
                 )
             )
     for w in STAGES_OUT_CHANNELS:
@@ -77,7 +76,7 @@ def _registry() -> dict[str, ModelSpec]:
                 shufflenet_v2,
                 ShuffleNetV2,
                 f"ShuffleNet V2 {w}x (chapter 7)",
-                {"width": w},
+                {"width_mult": w},
                 f"ShuffleNet_V2_{tag.upper()}_Weights",
             )
         )
@@ -130,7 +129,8 @@ def names_with_weights() -> list[str]:
 
 def spec(name: str) -> ModelSpec:
     """The registry entry for ``name``: builder, class, summary, weights; chapters 5-9."""
-    if not isinstance(name, str) or name not in _REGISTRY:
+    validate.text("name", name)
+    if name not in _REGISTRY:
         raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
 
@@ -147,10 +147,8 @@ def build(name: str, num_classes: int = 1000, small_input: bool = False, **kw: A
     for ShuffleNet V1, ``stochastic_depth_prob`` for EfficientNetV2).
     """
     s = spec(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
-    if not isinstance(small_input, bool):
-        raise TypeError(f"small_input must be a bool, got {small_input!r}")
+    validate.integer("num_classes", num_classes, minimum=1)
+    validate.flag("small_input", small_input)
     fixed = sorted(set(kw) & set(s.kwargs))
     if fixed:
         raise TypeError(
@@ -177,10 +175,8 @@ def torchvision_pair(
             f"{name!r} has no torchvision counterpart; the models with one are "
             f"{', '.join(names_with_weights())}"
         )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
-    if not isinstance(random_batchnorm, bool):
-        raise TypeError(f"random_batchnorm must be True or False, got {random_batchnorm!r}")
+    validate.integer("seed", seed, minimum=0)
+    validate.flag("random_batchnorm", random_batchnorm)
     ours = build(name, num_classes=num_classes)  # checks num_classes before torchvision builds
 
     import torchvision.models as tvm  # here, not at import time: only this function needs it
@@ -199,43 +195,12 @@ def torchvision_pair(
 _STALL_TIMEOUT = 30.0  # seconds without a byte before a started download gives up
 
 
-def _probe(host: str, port: int, timeout: float) -> str | None:
-    """None if a TCP connection to ``host:port`` opens within ``timeout`` s, else the reason."""
-    outcome: list[str | None] = []
-
-    def connect() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                outcome.append(None)
-        except OSError as e:  # gaierror (no DNS), timeout, unreachable, refused
-            outcome.append(f"{type(e).__name__}: {e}")
-
-    # A thread bounds the DNS lookup too, which the socket timeout does not cover.
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not outcome:
-        return f"no answer within {timeout:g} s"
-    return outcome[0]
-
-
-def _probe_target(url: str) -> tuple[str, int]:
-    # Downloads go through an HTTPS proxy when one is configured; then the proxy must answer.
-    import urllib.request  # only when weights are loaded
-
-    proxy = urllib.request.getproxies().get("https")
-    parsed = urlparse(proxy if proxy else url)
-    return parsed.hostname or "", parsed.port or (443 if parsed.scheme == "https" else 80)
-
-
-def _offline_help(name: str, weights: Any, cached: str, reason: str) -> str:
+def _how_to_get(weights: Any, cached: str) -> str:
     return (
-        f"could not download torchvision's weights {weights} for {name!r} from {weights.url}: "
-        f"{reason}. This machine seems to have no internet access. To get the weights, either "
-        f"run once on a machine with internet (Google Colab, a laptop): torchvision saves the "
-        f"file to {cached}, and copying that file to the same place here makes later loads work "
-        f"offline; or download {weights.url} yourself and pass path='<that file>' (any "
-        f"state_dict saved with torch.save works)."
+        f"To get the weights, either run once on a machine with internet (Google Colab, a "
+        f"laptop): the file is saved to {cached}, and copying that file to the same place here "
+        f"makes later loads work offline; or download {weights.url} yourself and pass "
+        f"path='<that file>' (any state_dict saved with torch.save works)."
     )
 
 
@@ -276,12 +241,14 @@ def load_torchvision_weights(
 ) -> nn.Module:
     """Load torchvision's ImageNet weights for ``name`` into our ``model``; chapters 6-8.
 
-    The weights come from torchvision's weights API (``<Model>_Weights.IMAGENET1K_V1`` unless
-    ``weights`` names another entry), through the torch hub cache: a file already there loads
-    without the network. Otherwise the weights host (or the HTTPS proxy) must answer within
-    ``timeout`` seconds, and a download that stalls for 30 s gives up; either way a RuntimeError
-    says what failed and how to get the file (Colab, or ``path=`` to a local state_dict).
-    ``small_input`` models take the same weights. Returns ``model``, loaded with ``strict=True``.
+    The weights are torchvision's (``<Model>_Weights.IMAGENET1K_V1`` unless ``weights`` names
+    another entry), kept where torch hub keeps them (``torch.hub.get_dir()/checkpoints``): a file
+    already there loads without the network. Otherwise the weights host (or the HTTPS proxy) must
+    answer within ``timeout`` seconds, and :func:`shufflelib.net.download` fetches the file,
+    checked against the SHA-256 prefix in its name (as torch hub checks it); a download that
+    stalls for 30 s gives up. Either failure is a RuntimeError saying how to get the file (Colab,
+    or ``path=`` to a local state_dict). ``small_input`` models take the same weights. Returns
+    ``model``, loaded with ``strict=True``.
     """
     s = spec(name)
     if s.weights is None:
@@ -289,44 +256,38 @@ def load_torchvision_weights(
             f"{name!r} has no torchvision counterpart, so there are no ImageNet weights for it; "
             f"the models with weights are {', '.join(names_with_weights())}"
         )
-    if not isinstance(model, s.model_class):
-        raise TypeError(
-            f"model must be a {s.model_class.__name__} built with build({name!r}), "
-            f"got {type(model).__name__}"
-        )
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if path is not None:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state_dict, strict=True)
-        return model
-
-    import torchvision.models as tvm  # here, not at import time: only this function needs it
-
-    enum = tvm.get_model_weights(name)
-    if weights not in enum.__members__:
-        raise ValueError(
-            f"weights must be one of {list(enum.__members__)} for {name!r}, got {weights!r}"
-        )
-    entry = enum[weights]
-    _check_layout(model, name, tvm)
-    cached = os.path.join(
-        torch.hub.get_dir(), "checkpoints", os.path.basename(urlparse(entry.url).path)
-    )
-    if not os.path.exists(cached):
-        host, port = _probe_target(entry.url)
-        reason = _probe(host, port, float(timeout))
-        if reason is not None:
-            raise RuntimeError(
-                _offline_help(name, entry, cached, f"cannot reach {host}:{port} ({reason})")
-            )
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(_STALL_TIMEOUT)  # urllib has no timeout of its own
-    try:
-        state_dict = entry.get_state_dict(progress=progress, check_hash=True)
-    except OSError as e:  # URLError, timeouts, resets are all OSErrors
-        raise RuntimeError(_offline_help(name, entry, cached, f"{type(e).__name__}: {e}")) from e
-    finally:
-        socket.setdefaulttimeout(previous)
+    validate.instance("model", model, s.model_class)
+    timeout = validate.number("timeout", timeout, above=0)
+    validate.flag("progress", progress)
+    if path is None:
+        path = _hub_file(model, name, weights, timeout, progress)
+    state_dict = torch.load(validate.path("path", path), map_location="cpu", weights_only=True)
     model.load_state_dict(state_dict, strict=True)
     return model
+
+
+def _hub_file(model: nn.Module, name: str, weights: str, timeout: float, progress: bool) -> str:
+    """torch hub's cached file of torchvision's ``weights`` for ``name``, downloaded if missing."""
+    import torchvision.models as tvm  # here, not at import time: only loading weights needs it
+
+    enum = tvm.get_model_weights(name)
+    entry = enum[validate.choice("weights", weights, list(enum.__members__))]
+    _check_layout(model, name, tvm)
+    filename = os.path.basename(urlparse(entry.url).path)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+    if os.path.exists(cached):
+        return cached  # as torch hub: a file in its cache is used as it is
+    reason = net.unreachable(entry.url, timeout)
+    if reason is not None:
+        raise net.Unavailable(
+            f"could not download torchvision's weights {entry} for {name!r} from {entry.url}: "
+            f"{reason}. This machine seems to have no internet access. "
+            + _how_to_get(entry, cached)
+        )
+    os.makedirs(os.path.dirname(cached), exist_ok=True)
+    sha256 = torch.hub.HASH_REGEX.search(filename).group(1)  # every torchvision file has one
+    try:
+        net.download(entry.url, cached, sha256=sha256, timeout=_STALL_TIMEOUT, progress=progress)
+    except RuntimeError as e:
+        raise net.Unavailable(f"{e}. " + _how_to_get(entry, cached)) from e
+    return cached

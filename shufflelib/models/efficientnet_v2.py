@@ -15,15 +15,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..layers import (
-    ConvBNAct,
-    DropPath,
-    SqueezeExcite,
-    check_positive_int,
-    check_stride,
-    init_weights,
-    make_divisible,
-)
+from .. import validate
+from ..layers import ConvBNAct, DropPath, SqueezeExcite, init_weights, make_divisible
 from ..tables import Table
 
 __all__ = [
@@ -60,15 +53,13 @@ class StageConfig:
     se_ratio: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.block not in ("fused", "mbconv"):
-            raise ValueError(f"block must be 'fused' or 'mbconv', got {self.block!r}")
-        check_stride(self.stride)
+        validate.choice("block", self.block, ("fused", "mbconv"))
+        validate.integer("stride", self.stride, 1, 2)
         for name in ("expand_ratio", "kernel", "in_channels", "out_channels", "num_layers"):
-            check_positive_int(getattr(self, name), name)
+            validate.integer(name, getattr(self, name), minimum=1)
         if self.kernel % 2 == 0:
             raise ValueError(f"kernel must be odd (for 'same' padding), got {self.kernel}")
-        if not 0.0 <= self.se_ratio <= 1.0:
-            raise ValueError(f"se_ratio must be in [0, 1], got {self.se_ratio!r}")
+        validate.number("se_ratio", self.se_ratio, 0.0, 1.0)
 
 
 S = StageConfig  # short name, so that each table row reads like the paper's
@@ -136,7 +127,47 @@ CONFIGS: dict[str, tuple[Sequence[StageConfig], int, float]] = {
 }
 
 
-class MBConv(nn.Module):
+class _Residual(nn.Module):
+    """What MBConv and Fused-MBConv share: checked arguments, the expanded width, the skip.
+
+    A subclass builds ``block`` (the residual branch) and ``stochastic_depth``; with
+    ``has_skip`` (stride 1, equal widths) the output is ``x + drop_path(block(x))``.
+    """
+
+    block: nn.Sequential
+    stochastic_depth: DropPath
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        expand_ratio: int,
+        kernel_size: int,
+        stride: int,
+        drop_path: float,
+        se_ratio: float = 0.0,
+    ) -> None:
+        super().__init__()
+        validate.integer("in_channels", in_channels, minimum=1)
+        validate.integer("out_channels", out_channels, minimum=1)
+        validate.integer("expand_ratio", expand_ratio, minimum=1)
+        validate.integer("kernel_size", kernel_size, minimum=1)
+        validate.integer("stride", stride, 1, 2)
+        validate.number("drop_path", drop_path, 0, 1)
+        validate.number("se_ratio", se_ratio, 0, 1)
+        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
+        self.has_skip = stride == 1 and in_channels == out_channels
+        self.hidden_channels = make_divisible(in_channels * expand_ratio, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block(x)
+        if self.has_skip:
+            out = self.stochastic_depth(out)
+            out += x  # in place, as torchvision: one tensor less
+        return out
+
+
+class MBConv(_Residual):
     """The MBConv block of EfficientNet (MobileNetV2's inverted residual plus SE); chapter 8.
 
     1x1 expansion (SiLU), kxk depthwise convolution at ``stride`` (SiLU), squeeze-and-excitation,
@@ -159,14 +190,10 @@ class MBConv(nn.Module):
         norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
         activation_layer: Callable[..., nn.Module] = nn.SiLU,
     ) -> None:
-        super().__init__()
-        in_channels = check_positive_int(in_channels, "in_channels")
-        out_channels = check_positive_int(out_channels, "out_channels")
-        stride = check_stride(stride)
-        check_positive_int(expand_ratio, "expand_ratio")
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.has_skip = stride == 1 and in_channels == out_channels
-        hidden = make_divisible(in_channels * expand_ratio, 8)
+        super().__init__(
+            in_channels, out_channels, expand_ratio, kernel_size, stride, drop_path, se_ratio
+        )
+        hidden = self.hidden_channels
         conv = partial(ConvBNAct, norm_layer=norm_layer, activation_layer=activation_layer)
         layers: list[nn.Module] = []
         if hidden != in_channels:
@@ -180,15 +207,8 @@ class MBConv(nn.Module):
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = DropPath(drop_path)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block(x)
-        if self.has_skip:
-            out = self.stochastic_depth(out)
-            out += x  # in place, as torchvision: one tensor less
-        return out
 
-
-class FusedMBConv(nn.Module):
+class FusedMBConv(_Residual):
     """Fused-MBConv (EfficientNetV2, Figure 2): MBConv with expand + depthwise fused; chapter 8.
 
     One kxk convolution at ``stride`` does the expansion (SiLU), then a linear 1x1 projection;
@@ -208,14 +228,8 @@ class FusedMBConv(nn.Module):
         norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
         activation_layer: Callable[..., nn.Module] = nn.SiLU,
     ) -> None:
-        super().__init__()
-        in_channels = check_positive_int(in_channels, "in_channels")
-        out_channels = check_positive_int(out_channels, "out_channels")
-        stride = check_stride(stride)
-        check_positive_int(expand_ratio, "expand_ratio")
-        self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
-        self.has_skip = stride == 1 and in_channels == out_channels
-        hidden = make_divisible(in_channels * expand_ratio, 8)
+        super().__init__(in_channels, out_channels, expand_ratio, kernel_size, stride, drop_path)
+        hidden = self.hidden_channels
         conv = partial(ConvBNAct, norm_layer=norm_layer, activation_layer=activation_layer)
         if hidden != in_channels:
             layers = [
@@ -226,13 +240,6 @@ class FusedMBConv(nn.Module):
             layers = [conv(in_channels, out_channels, kernel_size, stride)]
         self.block = nn.Sequential(*layers)
         self.stochastic_depth = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.block(x)
-        if self.has_skip:
-            out = self.stochastic_depth(out)
-            out += x  # in place, as torchvision: one tensor less
-        return out
 
 
 class EfficientNetV2(nn.Module):
@@ -258,21 +265,22 @@ class EfficientNetV2(nn.Module):
         norm_layer: Callable[..., nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        if len(stages) == 0 or not all(isinstance(s, StageConfig) for s in stages):
-            raise TypeError(f"stages must be a non-empty sequence of StageConfig, got {stages!r}")
+        validate.instance("stages", stages, Sequence)
+        for i, stage in enumerate(stages):
+            validate.instance(f"stages[{i}]", stage, StageConfig)
+        if len(stages) == 0:
+            raise ValueError("stages must hold at least one StageConfig, got none")
         for prev, nxt in zip(stages, stages[1:]):
             if prev.out_channels != nxt.in_channels:
                 raise ValueError(
                     f"stage widths must chain: a stage ends with {prev.out_channels} channels "
                     f"but the next starts with {nxt.in_channels}"
                 )
-        last_channel = check_positive_int(last_channel, "last_channel")
-        num_classes = check_positive_int(num_classes, "num_classes")
-        for name, p in (("dropout", dropout), ("stochastic_depth_prob", stochastic_depth_prob)):
-            if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p <= 1:
-                raise ValueError(f"{name} must be a number in [0, 1], got {p!r}")
-        if not isinstance(small_input, bool):
-            raise TypeError(f"small_input must be a bool, got {small_input!r}")
+        validate.integer("last_channel", last_channel, minimum=1)
+        validate.integer("num_classes", num_classes, minimum=1)
+        validate.number("dropout", dropout, 0, 1)
+        validate.number("stochastic_depth_prob", stochastic_depth_prob, 0, 1)
+        validate.flag("small_input", small_input)
         norm_layer = partial(nn.BatchNorm2d, eps=1e-3) if norm_layer is None else norm_layer
         self.stages = tuple(stages)
         self.num_classes = num_classes
@@ -325,27 +333,28 @@ def efficientnet_v2(
     variant: str = "s", num_classes: int = 1000, *, small_input: bool = False, **kwargs: Any
 ) -> EfficientNetV2:
     """EfficientNetV2-S, -M, -L (torchvision's) or our tiny -T, by letter; chapter 8."""
-    if variant not in CONFIGS:
-        raise ValueError(f"variant must be one of {sorted(CONFIGS)}, got {variant!r}")
+    validate.choice("variant", variant, tuple(CONFIGS))
     stages, last_channel, dropout = CONFIGS[variant]
     kwargs.setdefault("dropout", dropout)
     return EfficientNetV2(stages, last_channel, num_classes, small_input=small_input, **kwargs)
 
 
-def stage_table(sizes: Sequence[str] = ("s", "m", "l")) -> Table:
-    """The stage rows of several sizes side by side, one compact cell per stage; chapter 8.
+def stage_table(variants: Sequence[str] = ("s", "m", "l")) -> Table:
+    """The stage rows of several variants side by side, one compact cell per stage; chapter 8.
 
     Each cell reads ``F4 24->48 s2 x4``: block kind (F Fused-MBConv, MB MBConv) with its expansion,
-    widths, stride of the first block and number of blocks; "-" where a size has fewer stages.
+    widths, stride of the first block and number of blocks; "-" where a variant has fewer stages.
     """
-    unknown = [v for v in sizes if v not in CONFIGS]
-    if not sizes or unknown:
-        raise ValueError(f"sizes must name configurations in {sorted(CONFIGS)}, got {sizes!r}")
-    depth = max(len(CONFIGS[v][0]) for v in sizes)
+    validate.instance("variants", variants, Sequence)
+    if not variants:
+        raise ValueError(f"variants must name at least one of {sorted(CONFIGS)}, got {variants!r}")
+    for i, v in enumerate(variants):
+        validate.choice(f"variants[{i}]", v, tuple(CONFIGS))
+    depth = max(len(CONFIGS[v][0]) for v in variants)
     rows = []
     for i in range(depth):
         row: dict[str, str | int] = {"stage": i + 1}
-        for v in sizes:
+        for v in variants:
             stages = CONFIGS[v][0]
             if i >= len(stages):
                 row[v.upper()] = "-"
@@ -356,4 +365,4 @@ def stage_table(sizes: Sequence[str] = ("s", "m", "l")) -> Table:
                 f"{kind} {st.in_channels}->{st.out_channels} s{st.stride} x{st.num_layers}"
             )
         rows.append(row)
-    return Table(rows, title=f"EfficientNetV2 stage rows: {', '.join(v.upper() for v in sizes)}")
+    return Table(rows, title=f"EfficientNetV2 stage rows: {', '.join(v.upper() for v in variants)}")

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers import ConvBNAct, check_positive_int, check_stride, init_weights, make_divisible
+from .. import validate
+from ..layers import ConvBNAct, init_weights, make_divisible
 
 __all__ = ["INVERTED_RESIDUAL_SETTING", "InvertedResidual", "MobileNetV2", "mobilenet_v2"]
 
@@ -56,13 +57,10 @@ class InvertedResidual(nn.Module):
         activation_layer: Callable[..., nn.Module] = nn.ReLU6,
     ) -> None:
         super().__init__()
-        in_channels = check_positive_int(in_channels, "in_channels")
-        out_channels = check_positive_int(out_channels, "out_channels")
-        check_stride(stride)
-        if isinstance(expand_ratio, bool) or not isinstance(expand_ratio, (int, float)):
-            raise ValueError(f"expand_ratio must be a number >= 1, got {expand_ratio!r}")
-        if expand_ratio < 1:
-            raise ValueError(f"expand_ratio must be a number >= 1, got {expand_ratio!r}")
+        validate.integer("in_channels", in_channels, minimum=1)
+        validate.integer("out_channels", out_channels, minimum=1)
+        validate.integer("stride", stride, 1, 2)
+        validate.number("expand_ratio", expand_ratio, minimum=1)
         hidden = int(round(in_channels * expand_ratio))
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -110,30 +108,22 @@ class MobileNetV2(nn.Module):
         norm_layer: Callable[..., nn.Module] = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
-        num_classes = check_positive_int(num_classes, "num_classes")
-        round_nearest = check_positive_int(round_nearest, "round_nearest")
-        if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)):
-            raise ValueError(f"width_mult must be a positive number, got {width_mult!r}")
-        if width_mult <= 0:
-            raise ValueError(f"width_mult must be a positive number, got {width_mult!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
-            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        if not 0 <= dropout <= 1:
-            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
-        if not isinstance(small_input, bool):
-            raise TypeError(f"small_input must be a bool, got {small_input!r}")
+        validate.integer("num_classes", num_classes, minimum=1)
+        validate.number("width_mult", width_mult, above=0)
+        validate.integer("round_nearest", round_nearest, minimum=1)
+        validate.number("dropout", dropout, 0, 1)
+        validate.flag("small_input", small_input)
         setting = (
             INVERTED_RESIDUAL_SETTING
             if inverted_residual_setting is None
             else inverted_residual_setting
         )
-        if len(setting) == 0 or any(len(row) != 4 for row in setting):
-            raise ValueError(
-                f"inverted_residual_setting must be a non-empty list of [t, c, n, s] rows, "
-                f"got {setting!r}"
-            )
-        for t, c, n, s in setting:
-            if s not in (1, 2) or min(t, c, n) < 1:
+        validate.instance("inverted_residual_setting", setting, Sequence)
+        if len(setting) == 0:
+            raise ValueError("inverted_residual_setting must hold at least one [t, c, n, s] row")
+        for i, row in enumerate(setting):
+            t, c, n, s = validate.shape(f"inverted_residual_setting[{i}]", row, 4)
+            if s not in (1, 2):
                 raise ValueError(
                     f"each [t, c, n, s] row needs t, c, n >= 1 and s in (1, 2), got {[t, c, n, s]}"
                 )
@@ -172,7 +162,7 @@ class MobileNetV2(nn.Module):
 
 
 def mobilenet_v2(
-    num_classes: int = 1000, *, width_mult: float = 1.0, small_input: bool = False, **kwargs: Any
+    width_mult: float = 1.0, num_classes: int = 1000, *, small_input: bool = False, **kwargs: Any
 ) -> MobileNetV2:
     """MobileNetV2 with a width multiplier (1.0 is the paper's 300M-MAdd network); chapter 6."""
     return MobileNetV2(num_classes, width_mult, small_input=small_input, **kwargs)

@@ -14,14 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers import (
-    ConvBNAct,
-    _make_activation,
-    check_positive_int,
-    check_stride,
-    init_weights,
-    make_divisible,
-)
+from .. import validate
+from ..layers import ConvBNAct, init_weights, make_activation, make_divisible
 from ..ops import channel_shuffle
 
 __all__ = [
@@ -58,22 +52,22 @@ GROUPS = tuple(STAGE_CHANNELS_1X)
 WIDTHS = tuple(STEM_CHANNELS)  # "ShuffleNet s x" (Sec. 4.1.1 and Table 2)
 
 
-def shufflenet_v1_channels(groups: int, width: float = 1.0) -> list[int]:
+def shufflenet_v1_channels(width_mult: float = 1.0, *, groups: int = 3) -> list[int]:
     """``[Conv1, Stage2, Stage3, Stage4]`` output channels of ShuffleNet "s x" with g groups; ch. 5.
 
-    Stage widths are Table 1's scaled by ``s``, rounded to the nearest multiple of ``4 g`` (halves
-    up, :func:`~shufflelib.layers.make_divisible`): the bottleneck, a quarter of the width, must
-    be divisible by ``g``. Conv1 comes from :data:`STEM_CHANNELS`, rounded to the nearest
-    multiple of ``g`` (halves up), so that Stage2's first branch (``Stage2 - Conv1`` channels)
-    is divisible by ``g`` too. This gives exactly the widths of Megvii's released models (g = 3
-    and 8 at 0.5x to 2x, e.g. a 16-channel stem for g = 8 at 0.5x) and their MAdds.
+    Stage widths are Table 1's scaled by ``s`` (``width_mult``), rounded to the nearest multiple
+    of ``4 g`` (halves up, :func:`~shufflelib.layers.make_divisible`): the bottleneck, a quarter
+    of the width, must be divisible by ``g``. Conv1 comes from :data:`STEM_CHANNELS`, rounded to
+    the nearest multiple of ``g`` (halves up), so that Stage2's first branch (``Stage2 - Conv1``
+    channels) is divisible by ``g`` too. This gives exactly the widths of Megvii's released
+    models (g = 3 and 8 at 0.5x to 2x, e.g. a 16-channel stem for g = 8 at 0.5x) and their MAdds.
     """
-    if groups not in STAGE_CHANNELS_1X or isinstance(groups, bool):
-        raise ValueError(f"groups must be one of {GROUPS} (Table 1), got {groups!r}")
-    if width not in STEM_CHANNELS or isinstance(width, bool):
-        raise ValueError(f"width must be one of {WIDTHS} (ShuffleNet s x), got {width!r}")
-    stem = make_divisible(STEM_CHANNELS[width], groups)
-    stages = [make_divisible(c * width, 4 * groups) for c in STAGE_CHANNELS_1X[groups]]
+    validate.number("width_mult", width_mult)
+    validate.choice("width_mult", width_mult, WIDTHS)  # ShuffleNet s x
+    validate.integer("groups", groups)
+    validate.choice("groups", groups, GROUPS)  # Table 1
+    stem = make_divisible(STEM_CHANNELS[width_mult], groups)
+    stages = [make_divisible(c * width_mult, 4 * groups) for c in STAGE_CHANNELS_1X[groups]]
     return [stem, *stages]
 
 
@@ -102,10 +96,12 @@ class ShuffleV1Unit(nn.Module):
         activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
     ) -> None:
         super().__init__()
-        in_channels = check_positive_int(in_channels, "in_channels")
-        out_channels = check_positive_int(out_channels, "out_channels")
-        groups = check_positive_int(groups, "groups")
-        check_stride(stride)
+        validate.integer("in_channels", in_channels, minimum=1)
+        validate.integer("out_channels", out_channels, minimum=1)
+        validate.integer("stride", stride, 1, 2)
+        validate.integer("groups", groups, minimum=1)
+        validate.flag("grouped_first", grouped_first)
+        validate.flag("shuffle", shuffle)
         if out_channels % 4:
             raise ValueError(
                 f"out_channels={out_channels} must be divisible by 4 (the bottleneck is a quarter "
@@ -136,7 +132,7 @@ class ShuffleV1Unit(nn.Module):
                 )
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         self.groups = groups
-        self.shuffle = bool(shuffle) and grouped_first and groups > 1
+        self.shuffle = shuffle and grouped_first and groups > 1
         conv = partial(ConvBNAct, norm_layer=norm_layer)
         self.gconv1 = conv(
             in_channels, mid, 1, groups=first_groups, activation_layer=activation_layer
@@ -144,7 +140,7 @@ class ShuffleV1Unit(nn.Module):
         self.dwconv = conv(mid, mid, 3, stride, groups=mid, activation_layer=None)
         self.gconv2 = conv(mid, branch_out, 1, groups=groups, activation_layer=None)
         self.shortcut = nn.AvgPool2d(3, 2, 1) if stride == 2 else nn.Identity()
-        self.act = _make_activation(activation_layer, True) if activation_layer else nn.Identity()
+        self.act = make_activation(activation_layer) if activation_layer else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.gconv1(x)
@@ -182,26 +178,14 @@ class ShuffleNetV1(nn.Module):
         activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
     ) -> None:
         super().__init__()
-        groups = check_positive_int(groups, "groups")
+        validate.integer("groups", groups, minimum=1)
         if stages_out_channels is None:
-            stages_out_channels = shufflenet_v1_channels(groups, 1.0)
-        channels = list(stages_out_channels)
-        if len(channels) != 4 or len(stages_repeats) != 3:
-            raise ValueError(
-                f"stages_out_channels needs 4 ints (Conv1, Stage2-4) and stages_repeats 3, got "
-                f"{channels} and {list(stages_repeats)}"
-            )
-        for c in channels:
-            check_positive_int(c, "every entry of stages_out_channels")
-        for r in stages_repeats:
-            check_positive_int(r, "every entry of stages_repeats")
-        num_classes = check_positive_int(num_classes, "num_classes")
-        for flag, value in (
-            ("small_input", small_input),
-            ("channels_last_stem", channels_last_stem),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{flag} must be a bool, got {value!r}")
+            stages_out_channels = shufflenet_v1_channels(1.0, groups=groups)
+        channels = list(validate.shape("stages_out_channels", stages_out_channels, 4))
+        validate.shape("stages_repeats", stages_repeats, 3)  # Stage2-4
+        validate.integer("num_classes", num_classes, minimum=1)
+        validate.flag("small_input", small_input)
+        validate.flag("channels_last_stem", channels_last_stem)
         _check_channels(channels, groups)
         self.channels_last_stem = channels_last_stem
         self.groups = groups
@@ -264,13 +248,13 @@ def _check_channels(channels: list[int], groups: int) -> None:
 
 
 def shufflenet_v1(
-    groups: int = 3,
-    width: float = 1.0,
+    width_mult: float = 1.0,
     num_classes: int = 1000,
     *,
+    groups: int = 3,
     small_input: bool = False,
     **kwargs: Any,
 ) -> ShuffleNetV1:
-    """ShuffleNet "s x" with ``g`` groups: the widths of Table 1 scaled by ``width``; chapter 5."""
-    channels = shufflenet_v1_channels(groups, width)
+    """ShuffleNet "s x" with ``groups`` groups: Table 1's widths times ``width_mult``; chapter 5."""
+    channels = shufflenet_v1_channels(width_mult, groups=groups)
     return ShuffleNetV1(groups, channels, num_classes, small_input=small_input, **kwargs)

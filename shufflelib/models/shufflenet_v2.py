@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..layers import ConvBNAct, check_positive_int, check_stride, init_weights
+from .. import validate
+from ..layers import ConvBNAct, init_weights
 from ..ops import channel_shuffle, channel_split
 
 __all__ = [
@@ -78,9 +79,9 @@ class ShuffleV2Unit(nn.Module):
         activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
     ) -> None:
         super().__init__()
-        in_channels = check_positive_int(in_channels, "in_channels")
-        out_channels = check_positive_int(out_channels, "out_channels")
-        check_stride(stride)
+        validate.integer("in_channels", in_channels, minimum=1)
+        validate.integer("out_channels", out_channels, minimum=1)
+        validate.integer("stride", stride, 1, 2)
         if out_channels % 2:
             raise ValueError(
                 f"out_channels must be even (two branches of equal width), got {out_channels}"
@@ -160,29 +161,17 @@ class ShuffleNetV2(nn.Module):
         activation_layer: Callable[..., nn.Module] | None = nn.ReLU,
     ) -> None:
         super().__init__()
-        if len(stages_repeats) != 3:
-            raise ValueError(f"stages_repeats must hold 3 ints (Stage2-4), got {stages_repeats!r}")
-        if len(stages_out_channels) != 5:
-            raise ValueError(
-                "stages_out_channels must hold 5 ints (Conv1, Stage2-4, Conv5), "
-                f"got {stages_out_channels!r}"
-            )
-        for r in stages_repeats:
-            check_positive_int(r, "every entry of stages_repeats")
-        for c in stages_out_channels:
-            check_positive_int(c, "every entry of stages_out_channels")
+        validate.shape("stages_repeats", stages_repeats, 3)  # Stage2-4
+        validate.shape("stages_out_channels", stages_out_channels, 5)  # Conv1, Stage2-4, Conv5
         for c in stages_out_channels[1:4]:
             if c % 2:
                 raise ValueError(
                     f"stage widths must be even (two branches), got {list(stages_out_channels)}"
                 )
-        num_classes = check_positive_int(num_classes, "num_classes")
-        for flag, value in (
-            ("small_input", small_input),
-            ("channels_last_stem", channels_last_stem),
-        ):
-            if not isinstance(value, bool):
-                raise TypeError(f"{flag} must be a bool, got {value!r}")
+        validate.integer("num_classes", num_classes, minimum=1)
+        validate.flag("small_input", small_input)
+        validate.flag("channels_last_stem", channels_last_stem)
+        validate.function("unit", unit)
         self.channels_last_stem = channels_last_stem
         self.stages_repeats = list(stages_repeats)
         self.stages_out_channels = list(stages_out_channels)
@@ -225,16 +214,14 @@ class ShuffleNetV2(nn.Module):
 
 
 def shufflenet_v2(
-    width: float = 1.0, num_classes: int = 1000, *, small_input: bool = False, **kwargs: Any
+    width_mult: float = 1.0, num_classes: int = 1000, *, small_input: bool = False, **kwargs: Any
 ) -> ShuffleNetV2:
     """ShuffleNet V2 at one of the widths of Table 5 (0.5, 1.0, 1.5 or 2.0); chapter 7."""
-    if width not in STAGES_OUT_CHANNELS:
-        raise ValueError(
-            f"width must be one of {sorted(STAGES_OUT_CHANNELS)} (Table 5), got {width!r}"
-        )
+    validate.number("width_mult", width_mult)
+    validate.choice("width_mult", width_mult, tuple(STAGES_OUT_CHANNELS))  # Table 5
     return ShuffleNetV2(
         STAGES_REPEATS,
-        STAGES_OUT_CHANNELS[width],
+        STAGES_OUT_CHANNELS[width_mult],
         num_classes,
         small_input=small_input,
         **kwargs,
