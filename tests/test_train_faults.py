@@ -3,6 +3,7 @@ that refuses any change, and kills at random moments that never cost a bit of th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -111,6 +112,11 @@ def test_ordinary_mistakes_end_in_one_line(tmp_path, capsys, no_data, monkeypatc
     one_line_error(capsys, "device 'cuda' was asked for but is not available")
     assert train.main([*T, "--data", "folder:/nonexistent"]) == 2
     one_line_error(capsys, "folder data needs '/nonexistent/train'")
+    assert train.main([*T, "--processes", "0"]) == 2
+    one_line_error(capsys, "--processes must be at least 1, got 0")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # under torchrun with two workers
+    assert train.main([*T, "--processes", "3"]) == 2
+    one_line_error(capsys, "--processes must be 1 or torchrun's 2, got 3")
 
 
 def test_leftovers_are_removed_and_the_history_follows_the_checkpoint(tmp_path, capsys):
@@ -137,11 +143,25 @@ def _history(folder: Path) -> list[dict]:
 
 
 def _cli(*args: str, processes: int = 1) -> list[str]:
-    launch = [sys.executable, "-m", "shufflelib.train"]
-    if processes > 1:
-        launch = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-        launch += [f"--nproc_per_node={processes}", "-m", "shufflelib.train"]
-    return [*launch, *T, *args]
+    return [sys.executable, "-m", "shufflelib.train", *T, "--processes", str(processes), *args]
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (torchrun's workers run in sessions of their own)."""
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _kill_all(pid: int) -> None:
+    for p in _tree(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -164,7 +184,7 @@ def _killed_and_resumed(folder: Path, args: list[str], processes: int, seed: int
         try:
             code = p.wait(timeout=rng.uniform(2.0, 9.0) if kills < 4 else 300)
         except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
+            _kill_all(p.pid)
             p.wait()
             kills += 1
             continue
@@ -173,12 +193,12 @@ def _killed_and_resumed(folder: Path, args: list[str], processes: int, seed: int
     raise AssertionError("the run did not finish in four minutes")
 
 
-@pytest.mark.parametrize("processes", [1])
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers in /proc")
+@pytest.mark.parametrize("processes", [1, 2])
 def test_kills_at_random_moments_never_cost_a_bit(tmp_path, processes):
-    """kill -9 at moments drawn from a seeded generator (some fall during the atomic writes),
-    then resume until done: the weights and history equal an uninterrupted run's. (Under
-    torchrun, a kill -9 of the launcher leaves its workers running in sessions of their own, so
-    the two-process case needs a kill of every worker; it is not in this test yet.)"""
+    """kill -9 of every process of the run (the launcher and torchrun's workers) at moments drawn
+    from a seeded generator (some fall during the atomic writes), then resume until done: the
+    weights and history equal an uninterrupted run's."""
     whole, killed, args = tmp_path / "whole", tmp_path / "killed", ["--epochs", "3"]
     subprocess.run(
         _cli(*args, "--checkpoint-dir", str(whole), processes=processes),
@@ -207,3 +227,27 @@ def test_data_that_cannot_be_had_is_one_line_and_exit_1(tmp_path, capsys, monkey
     monkeypatch.setattr(runs, "datasets", offline)
     assert train.main([*T, "--data", f"cifar10:{tmp_path}", "--download"]) == 1
     one_line_error(capsys, "cannot reach www.cs.toronto.edu:443")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a process is POSIX")
+def test_ctrl_c_under_two_processes_is_one_line_and_130(tmp_path):
+    """Ctrl-C reaches the launcher (torchrun's workers run in sessions of their own): rank 0 says
+    it once, no launcher traceback, exit 130, and the checkpoint is kept for --resume."""
+    folder = tmp_path / "run"
+    p = subprocess.Popen(
+        _cli("--epochs", "200", "--checkpoint-dir", str(folder), processes=2),
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (folder / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted;"), err
+    assert str(folder) in lines[0] and "--resume" in lines[0]
+    assert train.load_checkpoint(folder)["epoch"] >= 1

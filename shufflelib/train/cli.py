@@ -6,8 +6,10 @@ and the checkpoint in it), through the same path as :func:`shufflelib.train.run`
 to do. Exit codes: 0 done; 1 the data could not be had (offline, say); 2 a usage mistake (an
 argument, a device, a folder, a checkpoint of another run); 130 interrupted (Ctrl-C): the
 checkpoint of the last finished epoch is whole, and the same command with ``--resume`` goes on.
-Under ``torchrun --nproc_per_node=K`` it runs DistributedDataParallel (gloo on CPU, nccl on
-CUDA) and only rank 0 prints.
+``--processes K`` runs DistributedDataParallel on K processes (gloo on CPU, nccl on CUDA), started
+by torchrun's launcher (``torch.distributed.run``) inside this process, so that Ctrl-C ends with the
+same one line and 130 as one process does; ``torchrun --nproc_per_node=K -m shufflelib.train`` works
+too, but on Ctrl-C torchrun's own launcher adds its traceback. Only rank 0 prints.
 """
 
 from __future__ import annotations
@@ -46,15 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m shufflelib.train",
         description=(
-            "Train a shufflebook zoo model with the book's recipe (chapter 9). Runs under "
-            "torchrun --nproc_per_node=K as DistributedDataParallel (gloo on CPU, nccl on CUDA)."
+            "Train a shufflebook zoo model with the book's recipe (chapter 9). With --processes K "
+            "(or under torchrun --nproc_per_node=K) it runs DistributedDataParallel (gloo on CPU, "
+            "nccl on CUDA)."
         ),
         epilog=(
             "examples:\n"
             "  python -m shufflelib.train --model shufflenet_v2_x0_5 --epochs 2\n"
             "  python -m shufflelib.train --model mobilenet_v2 --width-mult 0.5 "
             "--checkpoint-dir runs/mnv2 --resume\n"
-            "  torchrun --nproc_per_node=4 -m shufflelib.train --model shufflenet_v2_x1_0 "
+            "  python -m shufflelib.train --processes 4 --model shufflenet_v2_x1_0 "
             "--data cifar10:data --epochs 30 --checkpoint-dir runs/snv2"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -195,6 +198,13 @@ def _how_to_run(p: argparse.ArgumentParser) -> None:
         default=None,
         help="DataLoader workers per process (default: from the CPU count, at most 2)",
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="K",
+        help="train on K processes with DistributedDataParallel, started by torchrun's launcher",
+    )
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar, one line per epoch")
 
 
@@ -253,9 +263,49 @@ def _interrupted(where: str | None) -> str:
     )
 
 
+def _to_launch(processes: int) -> int:
+    """How many workers this process should launch: 0 when it is one (or the only one)."""
+    world = os.environ.get("WORLD_SIZE")
+    if processes < 1 or (world is not None and processes not in (1, int(world))):
+        allowed = "at least 1" if world is None else f"1 or torchrun's {world}"
+        raise ValueError(f"--processes must be {allowed}, got {processes}")
+    return processes if processes > 1 and world is None else 0
+
+
+def _launch(processes: int, argv: Sequence[str]) -> int:
+    """Run this command on ``processes`` workers with torchrun's launcher, in this process: the
+    launcher's own logging and its traceback on Ctrl-C are silenced (each worker prints its own
+    error, rank 0 its one line); the exit code is the workers'."""
+    import logging
+
+    from torch.distributed import run as torchrun
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    launcher = ["--standalone", f"--nproc-per-node={processes}", "--module", "shufflelib.train"]
+    try:
+        torchrun.run(torchrun.parse_args([*launcher, *argv]))
+    except SignalException:  # Ctrl-C: the workers were interrupted and rank 0 said so
+        return INTERRUPTED
+    except ChildFailedError as e:
+        return max(f.exitcode for f in e.failures.values()) if e.failures else 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Train, checkpoint, print ``test accuracy: X.XXXX`` last; return the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = _parser().parse_args(argv)  # argparse's own mistakes exit with 2 too
+    try:
+        launch = _to_launch(args.processes)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return USAGE
+    if launch:
+        return _launch(launch, argv)
     rank = int(os.environ.get("RANK", "0"))
     say = print if rank == 0 else (lambda *a, **k: None)
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import random
+import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -153,7 +154,7 @@ def evaluate(
     model.eval()
     loss_sum = correct = count = 0.0
     try:
-        for x, y in _eval_loader(_limit(data, limit), batch_size, workers):
+        for x, y in _started(_eval_loader(_limit(data, limit), batch_size, workers)):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -304,12 +305,32 @@ class Trainer:
         }
 
 
+def _started(batches: DataLoader) -> Iterator:
+    """``iter(batches)``, with Ctrl-C (SIGINT) held back in this thread while the DataLoader forks
+    its workers. A worker inherits the mask, so a Ctrl-C sent to the process group at the instant
+    of the fork cannot print a worker's traceback; this process still gets it (another thread
+    takes it, or this one once the mask is restored). The workers end with the loader."""
+    if batches.num_workers == 0 or not hasattr(signal, "pthread_sigmask"):
+        return iter(batches)
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return iter(batches)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
 def _bar(batches: DataLoader, epoch: int, epochs: int, enabled: bool) -> Iterator:
     if not enabled:
-        return iter(batches)
+        return _started(batches)
     from tqdm.auto import tqdm
 
-    return tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False, unit="batch")
+    return tqdm(
+        _started(batches),
+        total=len(batches),
+        desc=f"epoch {epoch + 1}/{epochs}",
+        leave=False,
+        unit="batch",
+    )
 
 
 def _log_line(row: Mapping[str, Any], epochs: int) -> str:
