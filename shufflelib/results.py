@@ -1,7 +1,7 @@
 """The results store: converged training runs over several seeds, kept in the repository; ch. 9-11.
 
 Training the book's four networks until they stop improving, three seeds each, takes about an
-hour on a laptop CPU: too long for every build. ``make results``
+hour and a half on a laptop CPU: too long for every build. ``make results``
 (``python -m shufflelib.results make``) does it once with the library's own training command
 line, ``python -m shufflelib.train``, and
 keeps for every run its final weights (``weights.pt``, a float32 ``state_dict``) and its
@@ -39,6 +39,7 @@ from .stats import spread
 from .tables import Table
 from .train import (
     BOOK_MODELS,
+    CHECKPOINT,
     TRAINING_CODE,
     book_settings,
     evaluate,
@@ -142,7 +143,7 @@ def command(label: str, seed: int, checkpoint_dir: str | os.PathLike) -> list[st
     argv += ["--warmup-epochs", str(s["warmup_epochs"]), "--data", s["data"]]
     for key, value in spec["model_kwargs"].items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
-    argv += spec["options"] + ["--checkpoint-dir", str(checkpoint_dir), "--resume"]
+    argv += spec["options"] + ["--checkpoint-dir", str(checkpoint_dir)]
     return [sys.executable, "-m", "shufflelib.train", *argv, "--no-progress", "--workers", "0"]
 
 
@@ -185,10 +186,13 @@ def _train_one(label: str, seed: int, store: Path, threads: int, extra: Sequence
     work = store / ".work" / _folder(label, seed)
     work.mkdir(parents=True, exist_ok=True)
     argv = command(label, seed, work) + list(extra)
+    resume = ["--resume"] if (work / CHECKPOINT).is_file() else []  # an interrupted run goes on
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.time()
     with open(work / "log.txt", "a") as log:
-        done = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(
+            argv + resume, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+        )
     if done.returncode != 0:
         raise RuntimeError(f"{label} seed {seed} failed (exit {done.returncode}): see {work}")
     ckpt = load_checkpoint(work)

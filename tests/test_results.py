@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import pytest
+import torch
 
 from shufflelib import results, train
 
@@ -50,6 +51,20 @@ def test_make_trains_keeps_and_skips(tmp_path, capsys):
     table = results.accuracy(store)
     assert table[0]["model"] == "shufflenet_v2_x0_5" and table[0]["seeds"] == 1
     assert "make results" in store.provenance()
+
+
+def test_make_goes_on_from_an_interrupted_runs_checkpoint(tmp_path):
+    """A run whose checkpoint is in .work (make was interrupted) is resumed, not started again:
+    here it had finished its one epoch, so make only reloads it and stores it."""
+    work = tmp_path / ".work" / "shufflenet_v2_x0_5-seed0"
+    argv = results.command("shufflenet_v2_x0_5", 0, work) + TINY
+    assert train.main(argv[3:]) == 0  # the run, trained before make was interrupted
+    trained = train.load_checkpoint(work)["model"]
+    results.make(tmp_path, runs=["shufflenet_v2_x0_5"], seeds=[0], jobs=1, extra=TINY)
+    log = (work / "log.txt").read_text()
+    assert "error" not in log and "epoch 1/1" not in log, log  # reloaded, not trained again
+    kept = torch.load(tmp_path / "shufflenet_v2_x0_5-seed0" / "weights.pt", weights_only=True)
+    assert all(torch.equal(kept[k], trained[k]) for k in trained)
 
 
 def test_a_store_from_other_code_is_stale_and_says_how_to_refresh(tmp_path):
