@@ -28,6 +28,7 @@ __all__ = [
     "number",
     "flag",
     "choice",
+    "choices",
     "shape",
     "text",
     "module",
@@ -119,6 +120,19 @@ def choice(name: str, value: T, allowed: Collection[Any]) -> T:
         listed = ", ".join(repr(a) for a in allowed)
         raise ValueError(f"{name} must be one of {listed}; got {show(value)}")
     return value
+
+
+def choices(name: str, value: object, allowed: Collection[Any]) -> tuple[Any, ...]:
+    """``value`` as a non-empty tuple of distinct entries, each one of ``allowed``."""
+    listed = ", ".join(repr(a) for a in allowed)
+    what = f"a non-empty sequence of distinct names from {listed}"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be {what}, got {show(value)}")
+    if not value or len(set(map(repr, value))) != len(value):
+        raise ValueError(f"{name} must be {what}, got {show(value)}")
+    for k, v in enumerate(value):
+        choice(f"{name}[{k}]", v, allowed)
+    return tuple(value)
 
 
 def shape(name: str, value: object, length: int | Collection[int] | None = None) -> tuple[int, ...]:
