@@ -191,6 +191,21 @@ def tensor(
     return value
 
 
+def fits(name: str, value: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``value`` if ``model`` takes it as input: one forward pass without gradients, to run before
+    costly work (a compile, an export), so that an input of the wrong shape is a ValueError that
+    names it instead of an error from deep inside a compiler."""
+    try:
+        with torch.no_grad():
+            model(value)
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{name} of shape {tuple(value.shape)} does not fit {type(model).__name__}: {reason}"
+        ) from e
+    return value
+
+
 def mapping(name: str, value: object, nonempty: bool = True) -> Mapping[Any, Any]:
     """``value`` if it is a mapping (a dict), with at least one entry when ``nonempty``."""
     if not isinstance(value, Mapping):

@@ -11,6 +11,7 @@ from shufflelib.env import (
     machine_part,
     pick_device,
 )
+from shufflelib.tables import count
 
 FAST = {"min_run_time": 0.01}
 
@@ -34,7 +35,7 @@ def test_machine_info_cpu():
     assert torch.__version__ in text
     assert "cpu" in text
     assert platform.python_version() in text
-    assert f"{info.threads} threads" in text and info.cpu in text
+    assert count(info.threads, "thread") in text and info.cpu in text  # "1 thread", "2 threads"
     assert "\n" not in text
 
 

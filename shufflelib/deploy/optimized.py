@@ -112,7 +112,9 @@ def _check_optimize(model, x, calibration_data, eval_data, precisions, min_agree
             "calibration_data and eval_data are used only when precisions allows bfloat16 or "
             f"int8, got precisions {list(wanted)}"
         )
-    return wanted, chosen_runtimes(runtimes)
+    chosen = chosen_runtimes(runtimes)
+    validate.fits("example_input", x, model)  # last: one forward pass, before any compile
+    return wanted, chosen
 
 
 def _torch_candidates(model: nn.Module, x: torch.Tensor) -> dict[str, _Candidate]:
