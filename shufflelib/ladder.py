@@ -25,6 +25,7 @@ from .bench import MIN_ROUNDS, Roofline, compare, sampling_arguments
 from .cost import mac, madds
 from .deploy import (
     PRECISIONS,
+    Compiled,
     Int8Model,
     OnnxModel,
     chosen_runtimes,
@@ -80,7 +81,9 @@ class LadderTable(Table):
     ``times``: batch -> variant -> seconds per round (paired by round within one batch size),
     for any paired ratio the table does not show (:func:`step_gains`); ``exported``: the ONNX
     models the runtimes' rows ran (precision -> :class:`~shufflelib.deploy.OnnxModel`), to
-    load them again (for a profile) without exporting again.
+    load them again (for a profile) without exporting again; ``compiled``: batch -> the
+    compiled networks that were timed (``"+ compiled"``, and ``"+ int8"`` when calibrated), to
+    profile them without compiling again.
     """
 
     def __init__(
@@ -92,13 +95,16 @@ class LadderTable(Table):
         batches: Sequence[int],
         times: Mapping[int, Mapping[str, Sequence[float]]] | None = None,
         exported: Mapping[str, OnnxModel] | None = None,
+        compiled: Mapping[int, Mapping[str, Compiled]] | None = None,
     ) -> None:
         self.batches = validate.shape("batches", batches)
         validate.mapping("times", {} if times is None else times, nonempty=False)
         validate.mapping("exported", {} if exported is None else exported, nonempty=False)
+        validate.mapping("compiled", {} if compiled is None else compiled, nonempty=False)
         super().__init__(rows, title=title, note=note)
         self.times = {b: {k: list(v) for k, v in t.items()} for b, t in (times or {}).items()}
         self.exported = dict(exported or {})
+        self.compiled = {b: dict(c) for b, c in (compiled or {}).items()}
 
 
 @dataclass(frozen=True)
@@ -248,12 +254,13 @@ def _record_errors(model: nn.Module, fns: Mapping[str, Any], x: torch.Tensor, ro
             rows[k]["max error"] = max(rows[k].get("max error", 0.0), err)
 
 
-def _time_batch(model, setup, x, rows, name, min_run_time, threads, sampling) -> Table:
+def _time_batch(model, setup, x, rows, name, min_run_time, threads, sampling):
     """Compile and load for ``x``, check every output against ``model``'s, time all side by
-    side."""
-    fns = {**_with_compiled(setup, x, rows), **_with_runtimes(setup, x, rows, name)}
+    side; the timings' table and the compiled networks."""
+    compiled = _with_compiled(setup, x, rows)
+    fns = {**compiled, **_with_runtimes(setup, x, rows, name)}
     _record_errors(model, fns, x, rows)
-    return compare(
+    timed = compare(
         inference_calls(fns, x),
         (),
         baseline=REFERENCE,
@@ -261,6 +268,7 @@ def _time_batch(model, setup, x, rows, name, min_run_time, threads, sampling) ->
         threads=threads,
         **sampling,
     )
+    return timed, {k: compiled[k] for k in ("+ compiled", "+ int8") if k in compiled}
 
 
 def _agreements(model: nn.Module, setup: _Setup, eval_data, rows) -> None:
@@ -332,7 +340,8 @@ def ladder(
     PyTorch's int8, of PT2E's reference graph, which the compiled int8 kernels compute). With
     ``roof`` (:func:`~shufflelib.bench.roofline_probe`), the fraction of the roofline bound
     (:func:`roofline_bound`) each row reaches; int8 moves fewer bytes than the float32 bound
-    assumes and can exceed 1. The table keeps the exported models (``exported``). Everything
+    assumes and can exceed 1. The table keeps the exported models (``exported``) and the
+    compiled ones (``compiled``). Everything
     runs on ``threads`` threads (as torch's are when None). Neither model is changed.
     """
     _check_ladder(model, reference, name, image_size, roof, calibration_data, eval_data, threads)
@@ -343,10 +352,12 @@ def ladder(
     with _threads(threads):
         setup = _setup(model, reference, calibration_data, eval_data, image_size, chosen)
         rows = _first_rows(name, setup)
-        g, times, note = torch.Generator().manual_seed(0), {}, ""
+        g, times, kept, note = torch.Generator().manual_seed(0), {}, {}, ""
         for b in batches:
             x = torch.randn(b, 3, image_size, image_size, generator=g)
-            timed = _time_batch(model, setup, x, rows, name, min_run_time, threads, sampling)
+            timed, kept[b] = _time_batch(
+                model, setup, x, rows, name, min_run_time, threads, sampling
+            )
             bound = roofline_bound(model, tuple(x.shape), roof) if roof is not None else None
             _record_times(rows, timed, b, bound)
             times[b], note = timed.times, timed.note
@@ -354,7 +365,13 @@ def ladder(
             _agreements(model, setup, eval_data, rows)
     title = f"{name}: deployment paths at {image_size}x{image_size}, eval, inference mode"
     return LadderTable(
-        rows.values(), title=title, note=note, batches=batches, times=times, exported=setup.exported
+        rows.values(),
+        title=title,
+        note=note,
+        batches=batches,
+        times=times,
+        exported=setup.exported,
+        compiled=kept,
     )
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from shufflelib import ladder
 from shufflelib.bench import Roofline
 from shufflelib.cost import mac, madds
-from shufflelib.deploy import fold_bn
+from shufflelib.deploy import fold_bn, relative_error
 from shufflelib.layers import ConvBNAct, randomise_batchnorm
 from shufflelib.tables import Table
 
@@ -65,6 +65,15 @@ def test_ladder_rows_columns_and_batches(request):
     assert table.column(low)[0] == table.column(high)[0] == pytest.approx(1.0)
     assert all(r > 0 for r in table.column(ladder.column("roofline", 4)))
     assert set(table.times) == {4} and len(table.times[4]["+ compiled"]) == 1
+    kept = table.compiled[4]["+ compiled"]  # the network that was timed, kept for a profile
+    assert set(table.compiled) == {4} and set(table.compiled[4]) == {"+ compiled"}
+    x, threads = torch.randn(4, 3, 32, 32), torch.get_num_threads()
+    torch.set_num_threads(2)  # the count it was compiled for
+    try:
+        with torch.inference_mode():
+            assert relative_error(kept(x), model(x)) <= 1e-4
+    finally:
+        torch.set_num_threads(threads)
     assert table.column("compile (s)")[-1] > 0
     assert "2 threads" in table.note and torch.get_num_threads() == 1
     after = [(n, m.training) for n, m in model.named_modules()], model.state_dict()
