@@ -35,9 +35,9 @@ __all__ = [
     "fasternet",
 ]
 
-# Variant: (embedding width, blocks per stage, activation, stochastic-depth rate); the paper's
-# Table 7 and the official configuration files. The drop rates are training recipe (the official
-# cfg files, as timm), unused in eval mode.
+# Variant: (embedding width, blocks per stage, activation, stochastic-depth rate), as the
+# paper and its official configuration files give them. The drop rates are training recipe
+# (the official cfg files, as timm), unused in eval mode.
 FASTERNET_CONFIGS: dict[str, tuple[int, tuple[int, ...], Callable[..., nn.Module], float]] = {
     "t0": (40, (1, 2, 8, 2), nn.GELU, 0.0),
     "t1": (64, (1, 2, 8, 2), nn.GELU, 0.02),

@@ -76,7 +76,7 @@ def uib(out: int, start: int, mid: int, stride: int, expand: float) -> LayerConf
     return LayerConfig("uib", out, stride, start=start, mid=mid, expand=expand)
 
 
-# MNv4-Conv-S: the paper's Table (architecture of MNv4-Conv-S) as the official code and timm
+# MNv4-Conv-S: the paper's architecture of MNv4-Conv-S as the official code and timm
 # write it. Stem: 3x3 conv to 32 at stride 2. One tuple per stage.
 MOBILENETV4_CONV_SMALL: tuple[tuple[LayerConfig, ...], ...] = (
     (conv(32, 3, 2), conv(32, 1)),

@@ -22,8 +22,9 @@ from .reparameterize import ConvBN, RepBlock, RepNet, check_layout
 
 __all__ = ["MOBILEONE_CONFIGS", "MobileOneBlock", "MobileOne", "mobileone"]
 
-# Variant: (stem width, stage widths, blocks per stage, branches k). The paper's Table 7: stages
-# of 2, 8, 10 and 1 blocks of widths 64a, 128b, 256c, 512d with (a, b, c, d) = (0.75, 1, 1, 2)
+# Variant: (stem width, stage widths, blocks per stage, branches k). The paper's design:
+# stages of 2, 8, 10 and 1 blocks of widths 64a, 128b, 256c, 512d with (a, b, c, d) =
+# (0.75, 1, 1, 2)
 # for S0; the stem (the paper's first stage, one 3x3 block at stride 2) has min(64, 64a)
 # channels and a single branch. Every stage starts at stride 2.
 MOBILEONE_CONFIGS: dict[str, tuple[int, tuple[int, ...], tuple[int, ...], int]] = {

@@ -19,8 +19,8 @@ from .reparameterize import ConvBN, RepBlock, RepNet, check_layout
 
 __all__ = ["REPVGG_CONFIGS", "RepVGGBlock", "RepVGG", "repvgg"]
 
-# Variant: (stem width, stage widths, blocks per stage). The paper's Table 2: RepVGG-A has 1, 2,
-# 4, 14, 1 layers in its five stages, widths min(64, 64a), 64a, 128a, 256a, 512b with a = 0.75,
+# Variant: (stem width, stage widths, blocks per stage). The paper's design: RepVGG-A has 1,
+# 2, 4, 14, 1 layers in its five stages, widths min(64, 64a), 64a, 128a, 256a, 512b with a = 0.75,
 # b = 2.5 for A0. The first stage of the paper is our stem; every stage starts at stride 2.
 REPVGG_CONFIGS: dict[str, tuple[int, tuple[int, ...], tuple[int, ...]]] = {
     "a0": (48, (48, 96, 192, 1280), (2, 4, 14, 1)),
