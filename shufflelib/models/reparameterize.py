@@ -7,7 +7,8 @@ with the same stride is again one: :func:`reparameterize` folds each block into 
 convolution with bias. Our own implementation, not timm's, because chapter 13 derives this
 algebra step by step and the code should read like the derivation:
 
-1. BatchNorm into its convolution (:func:`fuse_conv_bn`): ``W' = W * gamma / sigma``,
+1. BatchNorm into its convolution (:func:`fuse_conv_bn`, with PyTorch's own fusion
+   arithmetic): ``W' = W * gamma / sigma``,
    ``b' = beta - mu * gamma / sigma`` with ``sigma = sqrt(running_var + eps)``;
 2. the 1x1 kernel zero-padded to kxk (:func:`pad_kernel`): the centre tap carries it;
 3. the identity as a kxk kernel with a 1 at the centre of each channel's own input
@@ -26,6 +27,7 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .. import validate
 from ..layers import init_weights
@@ -231,12 +233,15 @@ def fuse_conv_bn(weight: torch.Tensor, bn: nn.BatchNorm2d) -> tuple[torch.Tensor
 
     In eval mode BatchNorm is ``gamma * (y - mu) / sigma + beta`` per channel, so scaling each
     output channel's kernel by ``gamma / sigma`` and adding ``beta - mu * gamma / sigma`` is the
-    same map.
+    same map. PyTorch's ``torch.nn.utils.fusion.fuse_conv_bn_weights`` computes it (the same
+    arithmetic as :func:`shufflelib.deploy.fold_bn`, chapter 11); this names the step.
     """
     validate.tensor("weight", weight, 4, floating=True)
     validate.instance("bn", bn, nn.BatchNorm2d)
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return weight * scale.reshape(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
+    w, b = fuse_conv_bn_weights(
+        weight, None, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+    )
+    return w.detach(), b.detach()
 
 
 def pad_kernel(kernel: torch.Tensor, size: int) -> torch.Tensor:
