@@ -25,6 +25,8 @@ __all__ = [
     "MachineInfo",
     "machine_info",
     "machine_part",
+    "instruction_sets",
+    "INSTRUCTION_SETS",
     "DEVICE_KINDS",
 ]
 
@@ -105,6 +107,32 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+INSTRUCTION_SETS = (  # (name in the machine line, any of these /proc/cpuinfo flags)
+    ("AVX2", ("avx2",)),
+    ("AVX-512", ("avx512f",)),
+    ("VNNI", ("avx512_vnni", "avx_vnni")),
+    ("bf16", ("avx512_bf16", "amx_bf16")),
+    ("AMX", ("amx_tile",)),
+)
+
+
+@cache
+def instruction_sets() -> tuple[str, ...]:
+    """The CPU's vector instruction sets that decide which inference paths can win; chapter 11.
+
+    AVX2, AVX-512, VNNI (int8 dot products), bf16 (bfloat16 arithmetic) and AMX (matrix tiles),
+    as the kernel reports them in /proc/cpuinfo's flags; empty where that file is not there
+    (macOS, Windows) or lists none of them (ARM).
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((ln for ln in f if ln.startswith(("flags", "Features"))), "")
+    except OSError:
+        return ()
+    flags = set(line.partition(":")[2].split())
+    return tuple(name for name, keys in INSTRUCTION_SETS if flags & set(keys))
+
+
 @dataclass(frozen=True)
 class MachineInfo:
     """What a measurement was taken on. ``str()`` gives the one line printed under every table."""
@@ -115,17 +143,20 @@ class MachineInfo:
     device: str
     torch: str
     python: str
+    instruction_sets: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return (
+        line = (
             f"{self.cpu} ({count(self.cores, 'core')}, {count(self.threads, 'thread')}) "
             f"| device {self.device}"
             f" | torch {self.torch} | Python {self.python}"
         )
+        return f"{line} | {' '.join(self.instruction_sets)}" if self.instruction_sets else line
 
 
 def machine_info(device: torch.device | str | None = None) -> MachineInfo:
-    """CPU model, core and thread counts, device, torch and Python versions; chapter 1.
+    """CPU model, core and thread counts, device, torch and Python versions, and the CPU's
+    instruction sets (:func:`instruction_sets`); chapter 1.
 
     ``device`` names the device measured on (default: :func:`pick_device`'s choice); it must exist.
     """
@@ -140,6 +171,7 @@ def machine_info(device: torch.device | str | None = None) -> MachineInfo:
         device=name,
         torch=torch.__version__,
         python=platform.python_version(),
+        instruction_sets=instruction_sets(),
     )
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -110,15 +111,40 @@ G4_VARIANTS = ((True, True), (True, False), (False, True), (False, False))
 # --- input checks (all run before any work) ---------------------------------------------------
 
 
-def _check_timing(
-    size: object, batch: object, rounds: object, min_run_time: object, threads: object
-) -> None:
+@dataclass(frozen=True)
+class _Timing:
+    """How a sweep times its networks: the input, the device, the threads and the sampling."""
+
+    size: int
+    batch: int
+    device: torch.device
+    min_run_time: float
+    threads: int | None
+    sampling: dict[str, Any]
+
+    def describe(self) -> str:
+        n = torch.get_num_threads() if self.threads is None else self.threads
+        threads = count(n, "thread")
+        return f"input {self.size}x{self.size}, batch {self.batch}, {self.device}, {threads}"
+
+
+def _timing(
+    size: object,
+    batch: object,
+    device: object,
+    rounds: object,
+    min_run_time: object,
+    threads: object,
+    sampling: dict[str, Any],
+) -> _Timing:
+    """Every sweep's timing arguments, checked once (``rounds`` by ``sampling_arguments``)."""
     validate.integer("size", size, minimum=1)
     if threads is not None:
         validate.integer("threads", threads, minimum=1)
     validate.integer("batch", batch, minimum=1)
-    validate.integer("rounds", rounds, minimum=1)
     validate.number("min_run_time", min_run_time, above=0)
+    sampling = sampling_arguments(rounds, sampling)
+    return _Timing(size, batch, pick_device(device), min_run_time, threads, sampling)
 
 
 # --- building blocks --------------------------------------------------------------------------
@@ -434,42 +460,36 @@ def _paper_relative(name: str, column: str | None) -> list[float | None]:
 
 def _run(
     configs: list[tuple[dict[str, Any], GuidelineNet]],
-    *,
-    batch: int,
-    size: int,
-    device: torch.device,
-    min_run_time: float,
+    timing: _Timing,
     title: str,
     paper: tuple[str, str | None, str | None],
-    threads: int | None = None,
-    sampling: dict[str, Any],
 ) -> Table:
     """Count and time every (row, network) pair side by side; the shared body of every sweep."""
     rows: list[dict[str, Any]] = []
     candidates: dict[str, Callable[[], torch.Tensor]] = {}
     for row, net in configs:
-        net.to(device).eval()
-        shape = net.input_size(batch, size)
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(device)
+        net.to(timing.device).eval()
+        shape = net.input_size(timing.batch, timing.size)
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(timing.device)
         row = {**row, "MAdds": madds(net, shape), "MAC (bytes)": mac(net, shape).bytes}
         candidates[str(row["label"])] = lambda net=net, x=x: net(x)
         rows.append(row)
     previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    if timing.threads is not None:
+        torch.set_num_threads(timing.threads)
     try:  # compare() times with torch's current thread count and names it in the machine line
         timed = compare(
             candidates,
             (),
             baseline=rows[0]["label"],
-            min_run_time=min_run_time,
+            min_run_time=timing.min_run_time,
             title=title,
-            device=device,
-            **sampling,
+            device=timing.device,
+            **timing.sampling,
         )
     finally:
         torch.set_num_threads(previous)
-    return _sweep_table(rows, timed, batch, paper, title)
+    return _sweep_table(rows, timed, timing.batch, paper, title)
 
 
 def _inverse(ratio: float) -> float:
@@ -516,9 +536,10 @@ def _sweep_table(
     return table
 
 
-def _setup(batch: int, size: int, device: torch.device, threads: int | None) -> str:
-    n = torch.get_num_threads() if threads is None else threads
-    return f"input {size}x{size}, batch {batch}, {device}, {count(n, 'thread')}"
+def _scale_columns(name: str, scale: int) -> tuple[str, str | None, str | None]:
+    """The paper's table and its GPU and ARM columns at ``scale`` (None where it has none)."""
+    column = f"x{scale}" if scale in PAPER_SCALES else None
+    return name, column and f"GPU {column}", column and f"ARM {column}"
 
 
 def g1_sweep(
@@ -549,35 +570,22 @@ def g1_sweep(
     to :func:`shufflelib.bench.compare`) and ``threads`` (CPU threads while timing, default 1;
     None keeps torch's setting). The relative speed comes with its interval (``speed low``,
     ``speed high``); the table carries ``times`` (per-round seconds by row label) and
-    ``intervals``. Bad values raise ``ValueError`` before any network is built.
+    ``intervals``. A bad value raises before any network is built: ``TypeError`` for the wrong
+    kind, ``ValueError`` for a value not allowed, naming the argument and the value.
     """
     configs = g1_configs(scale, platform, channels)
-    _check_timing(size, batch, rounds, min_run_time, threads)
-    sampling = sampling_arguments(rounds, sampling)
+    timing = _timing(size, batch, device, rounds, min_run_time, threads, sampling)
     validate.integer("blocks", blocks, minimum=1)
-    device = pick_device(device)
     pairs = [
         ({"label": label, "c1:c2": label, "c1": c1, "c2": c2}, g1_network(c1, c2, blocks))
         for label, c1, c2 in configs
     ]
-    column = f"x{scale}" if scale in PAPER_SCALES else None
     title = (
         f"G1 equal channel width: {blocks} blocks of 1x1 convs c1->c2->c1, equal FLOPs; "
         f"{platform.upper()} column x{scale} (c={G1_BASE[platform] * scale}), "
-        f"{_setup(batch, size, device, threads)}"
+        f"{timing.describe()}"
     )
-    paper = ("shufflenet_v2.table1", column and f"GPU {column}", column and f"ARM {column}")
-    return _run(
-        pairs,
-        batch=batch,
-        size=size,
-        device=device,
-        min_run_time=min_run_time,
-        title=title,
-        paper=paper,
-        threads=threads,
-        sampling=sampling,
-    )
+    return _run(pairs, timing, title, _scale_columns("shufflenet_v2.table1", scale))
 
 
 def g2_sweep(
@@ -598,29 +606,15 @@ def g2_sweep(
     Same columns as :func:`g1_sweep`, with ``g`` and ``c``; channel rule in :func:`g2_configs`.
     """
     configs = g2_configs(scale, platform)
-    _check_timing(size, batch, rounds, min_run_time, threads)
-    sampling = sampling_arguments(rounds, sampling)
+    timing = _timing(size, batch, device, rounds, min_run_time, threads, sampling)
     validate.integer("layers", layers, minimum=1)
-    device = pick_device(device)
     pairs = [({"label": f"g={g}", "g": g, "c": c}, g2_network(c, g, layers)) for g, c in configs]
-    column = f"x{scale}" if scale in PAPER_SCALES else None
     title = (
         f"G2 group convolution: {layers} 1x1 group convs c->c, equal FLOPs; "
         f"{platform.upper()} column x{scale} (c={G2_BASE[platform] * scale} at g=1), "
-        f"{_setup(batch, size, device, threads)}"
+        f"{timing.describe()}"
     )
-    paper = ("shufflenet_v2.table2", column and f"GPU {column}", column and f"ARM {column}")
-    return _run(
-        pairs,
-        batch=batch,
-        size=size,
-        device=device,
-        min_run_time=min_run_time,
-        title=title,
-        paper=paper,
-        threads=threads,
-        sampling=sampling,
-    )
+    return _run(pairs, timing, title, _scale_columns("shufflenet_v2.table2", scale))
 
 
 def g3_sweep(
@@ -646,10 +640,8 @@ def g3_sweep(
     """
     validate.choice("platform", platform, PLATFORMS)
     width, index = _g3_width_of(width_index, c, platform)
-    _check_timing(size, batch, rounds, min_run_time, threads)
-    sampling = sampling_arguments(rounds, sampling)
+    timing = _timing(size, batch, device, rounds, min_run_time, threads, sampling)
     validate.integer("blocks", blocks, minimum=1)
-    device = pick_device(device)
     pairs = [
         (
             {"label": s, "structure": s, "c per fragment": w},
@@ -662,19 +654,9 @@ def g3_sweep(
         gpu, arm = f"GPU c={G3_WIDTHS['gpu'][index]}", f"ARM c={G3_WIDTHS['arm'][index]}"
     title = (
         f"G3 fragmentation: {blocks} blocks of 1-4 1x1 convs, equal FLOPs; "
-        f"{platform.upper()} c={width}, {_setup(batch, size, device, threads)}"
+        f"{platform.upper()} c={width}, {timing.describe()}"
     )
-    return _run(
-        pairs,
-        batch=batch,
-        size=size,
-        device=device,
-        min_run_time=min_run_time,
-        title=title,
-        paper=("shufflenet_v2.table3", gpu, arm),
-        threads=threads,
-        sampling=sampling,
-    )
+    return _run(pairs, timing, title, ("shufflenet_v2.table3", gpu, arm))
 
 
 def g4_sweep(
@@ -700,10 +682,8 @@ def g4_sweep(
     validate.integer("c", c, minimum=4)
     if c % 4:
         raise ValueError(f"c must be divisible by 4 (the bottleneck is c -> c/4 -> c), got {c}")
-    _check_timing(size, batch, rounds, min_run_time, threads)
-    sampling = sampling_arguments(rounds, sampling)
+    timing = _timing(size, batch, device, rounds, min_run_time, threads, sampling)
     validate.integer("blocks", blocks, minimum=1)
-    device = pick_device(device)
     pairs = [
         (
             {"label": label, "ReLU": _yes(r), "shortcut": _yes(s)},
@@ -719,19 +699,9 @@ def g4_sweep(
     title = (
         f"G4 element-wise operations: {blocks} ResNet bottlenecks {c}->{c // 4}->{c}, "
         f"ReLU and shortcut removed separately; {platform.upper()} c={c}, "
-        f"{_setup(batch, size, device, threads)}"
+        f"{timing.describe()}"
     )
-    return _run(
-        pairs,
-        batch=batch,
-        size=size,
-        device=device,
-        min_run_time=min_run_time,
-        title=title,
-        paper=("shufflenet_v2.table4", gpu, arm),
-        threads=threads,
-        sampling=sampling,
-    )
+    return _run(pairs, timing, title, ("shufflenet_v2.table4", gpu, arm))
 
 
 # --- verdicts ---------------------------------------------------------------------------------

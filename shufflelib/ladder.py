@@ -23,8 +23,22 @@ from torch import nn
 from . import stats, validate
 from .bench import MIN_ROUNDS, Roofline, compare, sampling_arguments
 from .cost import mac, madds
-from .deploy import Int8Model, compile, fold_bn, quantize_int8, steps
-from .deploy.optimized import inference_calls, relative_error
+from .deploy import (
+    PRECISIONS,
+    Compiled,
+    Int8Model,
+    OnnxModel,
+    chosen_runtimes,
+    compile,
+    fold_bn,
+    onnx_models,
+    quantize_int8,
+    relative_error,
+    runtime_models,
+    steps,
+    top1_agreement,
+)
+from .deploy.optimized import inference_calls
 from .tables import Table
 
 __all__ = [
@@ -33,6 +47,8 @@ __all__ = [
     "LadderTable",
     "ladder",
     "step_gains",
+    "fastest",
+    "best_variant",
     "RooflineBound",
     "roofline_bound",
     "roofline_table",
@@ -63,7 +79,11 @@ class LadderTable(Table):
 
     ``batches``: the batch sizes in order, each with the columns :func:`column` names;
     ``times``: batch -> variant -> seconds per round (paired by round within one batch size),
-    for any paired ratio the table does not show (:func:`step_gains`).
+    for any paired ratio the table does not show (:func:`step_gains`); ``exported``: the ONNX
+    models the runtimes' rows ran (precision -> :class:`~shufflelib.deploy.OnnxModel`), to
+    load them again (for a profile) without exporting again; ``compiled``: batch -> the
+    compiled networks that were timed (``"+ compiled"``, and ``"+ int8"`` when calibrated), to
+    profile them without compiling again.
     """
 
     def __init__(
@@ -74,11 +94,17 @@ class LadderTable(Table):
         *,
         batches: Sequence[int],
         times: Mapping[int, Mapping[str, Sequence[float]]] | None = None,
+        exported: Mapping[str, OnnxModel] | None = None,
+        compiled: Mapping[int, Mapping[str, Compiled]] | None = None,
     ) -> None:
         self.batches = validate.shape("batches", batches)
         validate.mapping("times", {} if times is None else times, nonempty=False)
+        validate.mapping("exported", {} if exported is None else exported, nonempty=False)
+        validate.mapping("compiled", {} if compiled is None else compiled, nonempty=False)
         super().__init__(rows, title=title, note=note)
         self.times = {b: {k: list(v) for k, v in t.items()} for b, t in (times or {}).items()}
+        self.exported = dict(exported or {})
+        self.compiled = {b: dict(c) for b, c in (compiled or {}).items()}
 
 
 @dataclass(frozen=True)
@@ -121,6 +147,7 @@ def roofline_bound(model: nn.Module, input_size: Sequence[int], roof: Roofline) 
 
 
 def _check_ladder(model, reference, name, image_size, roof, calibration_data, eval_data, threads):
+    """The arguments of :func:`ladder` checked before any work."""
     validate.module("model", model, eval_mode=True)
     validate.module("reference", reference, eval_mode=True)
     validate.instance("name", name, str)
@@ -149,35 +176,74 @@ def _threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _first_rows(name: str, variants: Mapping[str, Any], quantized: Int8Model | None):
-    rows: dict[str, dict[str, Any]] = {k: {"model": name, "variant": k} for k in variants}
-    rows["+ compiled"] = {"model": name, "variant": "+ compiled", "compile (s)": 0.0}
-    if quantized is not None:
-        seconds = quantized.quantize_seconds
-        rows["+ int8"] = {"model": name, "variant": "+ int8", "compile (s)": seconds}
+@dataclass
+class _Setup:
+    """What every batch size of a :func:`ladder` shares: the eager rows, the int8 graph, the
+    exported ONNX models (float32, and int8 when calibrating) and the runtimes to run them in."""
+
+    variants: dict[str, Any]
+    quantized: Int8Model | None
+    exported: dict[str, OnnxModel]
+    runtimes: tuple[str, ...]
+
+
+def _first_rows(name: str, setup: _Setup) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {
+        k: {"model": name, "variant": k, "backend": "PyTorch", "precision": "float32"}
+        for k in setup.variants
+    }
+    rows["+ compiled"] = {**rows["+ channels-last"], "variant": "+ compiled", "compile (s)": 0.0}
+    if setup.quantized is not None:
+        seconds = setup.quantized.quantize_seconds
+        rows["+ int8"] = {**rows["+ compiled"], "variant": "+ int8", "precision": "int8"}
+        rows["+ int8"]["compile (s)"] = seconds
     return rows
 
 
-def _variants(model: nn.Module, reference: nn.Module, calibration_data, eval_data):
-    """The eager rows of the ladder (name -> model), and the int8 model when calibrating."""
+def _setup(model, reference, calibration_data, eval_data, image_size, runtimes) -> _Setup:
+    """The eager rows of the ladder (name -> model), the int8 graph when calibrating, and the
+    exported models when a runtime is to run them."""
     variants = {REFERENCE: reference, **steps(model)}
-    if calibration_data is None:
-        return variants, None
-    layout = variants["+ channels-last"]
-    return variants, quantize_int8(layout, calibration_data, eval_data=eval_data, compiled=False)
+    quantized = None
+    if calibration_data is not None:
+        layout = variants["+ channels-last"]
+        quantized = quantize_int8(layout, calibration_data, eval_data=eval_data, compiled=False)
+    exported: dict[str, OnnxModel] = {}
+    if runtimes:
+        example = torch.randn(1, 3, image_size, image_size, generator=torch.Generator())
+        exported = onnx_models(model, example, calibration_data)
+    return _Setup(variants, quantized, exported, runtimes)
 
 
-def _with_compiled(variants, quantized: Int8Model | None, x: torch.Tensor, rows) -> dict[str, Any]:
-    """``variants`` plus the compiled float (and int8) networks for ``x``; compile seconds in
+def _with_compiled(setup: _Setup, x: torch.Tensor, rows) -> dict[str, Any]:
+    """The eager rows plus the compiled float (and int8) networks for ``x``; compile seconds in
     ``rows``."""
-    fns = dict(variants)
-    fns["+ compiled"] = compile(variants["+ channels-last"], x)
-    if quantized is not None:
-        fns["+ int8"] = compile(quantized.reference, x)
+    fns = dict(setup.variants)
+    fns["+ compiled"] = compile(setup.variants["+ channels-last"], x)
+    if setup.quantized is not None:
+        fns["+ int8"] = compile(setup.quantized.reference, x)
     for k in ("+ compiled", "+ int8"):
         if k in fns:
             rows[k]["compile (s)"] += fns[k].compile_seconds
     return fns
+
+
+def _with_runtimes(setup: _Setup, x: torch.Tensor, rows, name: str) -> dict[str, Any]:
+    """Every runtime path loaded for ``x``'s shape; its row made at the first batch size, with
+    the export (and quantisation) seconds, and every load's seconds added."""
+    if not setup.exported:
+        return {}
+    precisions = PRECISIONS if "int8" in setup.exported else ("float32", "bfloat16")
+    runners = runtime_models(
+        setup.exported, runtimes=setup.runtimes, precisions=precisions, input_size=x.shape
+    )
+    for k, r in runners.items():
+        prepare = setup.exported["float32"].seconds
+        prepare += setup.exported["int8"].seconds if r.precision == "int8" else 0.0
+        row = {"model": name, "variant": k, "backend": k.rsplit(" ", 1)[0]}
+        row = rows.setdefault(k, {**row, "precision": r.precision, "compile (s)": prepare})
+        row["compile (s)"] += r.load_seconds
+    return runners
 
 
 def _record_errors(model: nn.Module, fns: Mapping[str, Any], x: torch.Tensor, rows) -> None:
@@ -188,11 +254,13 @@ def _record_errors(model: nn.Module, fns: Mapping[str, Any], x: torch.Tensor, ro
             rows[k]["max error"] = max(rows[k].get("max error", 0.0), err)
 
 
-def _time_batch(model, variants, quantized, x, rows, min_run_time, threads, sampling) -> Table:
-    """Compile for ``x``, check every output against ``model``'s, time all side by side."""
-    fns = _with_compiled(variants, quantized, x, rows)
+def _time_batch(model, setup, x, rows, name, min_run_time, threads, sampling):
+    """Compile and load for ``x``, check every output against ``model``'s, time all side by
+    side; the timings' table and the compiled networks."""
+    compiled = _with_compiled(setup, x, rows)
+    fns = {**compiled, **_with_runtimes(setup, x, rows, name)}
     _record_errors(model, fns, x, rows)
-    return compare(
+    timed = compare(
         inference_calls(fns, x),
         (),
         baseline=REFERENCE,
@@ -200,6 +268,20 @@ def _time_batch(model, variants, quantized, x, rows, min_run_time, threads, samp
         threads=threads,
         **sampling,
     )
+    return timed, {k: compiled[k] for k in ("+ compiled", "+ int8") if k in compiled}
+
+
+def _agreements(model: nn.Module, setup: _Setup, eval_data, rows) -> None:
+    """Top-1 agreement with ``model`` of every reduced-precision row, on ``eval_data``."""
+    if setup.quantized is not None:
+        rows["+ int8"]["top-1 agreement"] = setup.quantized.agreement
+    if not setup.exported:
+        return
+    precisions = PRECISIONS if "int8" in setup.exported else ("float32", "bfloat16")
+    runners = runtime_models(setup.exported, runtimes=setup.runtimes, precisions=precisions)
+    for k, r in runners.items():
+        if r.precision != "float32" and k in rows:
+            rows[k]["top-1 agreement"] = top1_agreement(model, r, eval_data)
 
 
 def _inverse(ratio: float) -> float:
@@ -228,6 +310,7 @@ def ladder(
     image_size: int = 224,
     calibration_data: torch.Tensor | Iterable[Any] | None = None,
     eval_data: torch.Tensor | Iterable[Any] | None = None,
+    runtimes: Sequence[str] | None = None,
     roof: Roofline | None = None,
     rounds: int = MIN_ROUNDS,
     min_run_time: float = 0.1,
@@ -240,39 +323,67 @@ def ladder(
     + BN folding, + channels-last (with the fast units for ShuffleNet V2), + compiled
     (:func:`~shufflelib.deploy.compile`, once per batch size), and with ``calibration_data``
     + int8 (:func:`~shufflelib.deploy.quantize_int8`, calibrated once, compiled per batch
-    size). Per batch size (columns named by :func:`column`): median and IQR over the
-    interleaved rounds of :func:`~shufflelib.bench.compare` (``rounds`` at least; ``sampling``
-    goes there), and the speed-up over torchvision eager (1 / the paired time ratio) with its
-    interval (``low``, ``high``). The table carries ``batches`` and ``times`` (batch ->
-    variant -> per-round seconds) for any other paired ratio. Also the compile seconds (all
-    batch sizes together), the largest output difference to ours eager on the timing input
-    (relative to the largest output when that exceeds 1), and with ``eval_data`` the int8 top-1
-    agreement with the float model (of PT2E's reference graph, which the compiled int8 kernels
-    compute). With ``roof`` (:func:`~shufflelib.bench.roofline_probe`), the fraction of the
-    roofline bound (:func:`roofline_bound`) each row reaches; int8 moves fewer bytes than the
-    float32 bound assumes and can exceed 1. Everything runs on ``threads`` torch threads (as
-    they are when None). Neither model is changed.
+    size). Then the runtimes outside PyTorch, for each of ``runtimes`` installed (None: every
+    one, ``()``: none): ``model`` exported once (:func:`~shufflelib.deploy.export_onnx`) and
+    run in ONNX Runtime and OpenVINO in float32, in OpenVINO's bfloat16 where the CPU has the
+    instructions and, with ``calibration_data``, in int8 (:func:`~shufflelib.deploy.
+    quantize_onnx`), each loaded for every batch size (:func:`~shufflelib.deploy.
+    runtime_models`). Every row names its ``backend`` and ``precision``. Per batch size
+    (columns named by :func:`column`): median and IQR over the interleaved rounds of
+    :func:`~shufflelib.bench.compare` (``rounds`` at least; ``sampling`` goes there), and the
+    speed-up over torchvision eager (1 / the paired time ratio) with its interval (``low``,
+    ``high``). The table carries ``batches`` and ``times`` (batch -> variant -> per-round
+    seconds) for any other paired ratio. Also the compile seconds (all batch sizes together;
+    for a runtime: export, quantisation and loading), the largest output difference to ours
+    eager on the timing input (relative to the largest output when that exceeds 1), and with
+    ``eval_data`` the top-1 agreement of every reduced precision with the float model (for
+    PyTorch's int8, of PT2E's reference graph, which the compiled int8 kernels compute). With
+    ``roof`` (:func:`~shufflelib.bench.roofline_probe`), the fraction of the roofline bound
+    (:func:`roofline_bound`) each row reaches; int8 moves fewer bytes than the float32 bound
+    assumes and can exceed 1. The table keeps the exported models (``exported``) and the
+    compiled ones (``compiled``). Everything
+    runs on ``threads`` threads (as torch's are when None). Neither model is changed.
     """
     _check_ladder(model, reference, name, image_size, roof, calibration_data, eval_data, threads)
     batches = validate.shape("batches", batches)
     validate.number("min_run_time", min_run_time, above=0)
     sampling = sampling_arguments(rounds, sampling)
+    chosen = chosen_runtimes(runtimes)
     with _threads(threads):
-        variants, quantized = _variants(model, reference, calibration_data, eval_data)
-        rows = _first_rows(name, variants, quantized)
-        g, times, note = torch.Generator().manual_seed(0), {}, ""
+        setup = _setup(model, reference, calibration_data, eval_data, image_size, chosen)
+        rows = _first_rows(name, setup)
+        g, times, kept, note = torch.Generator().manual_seed(0), {}, {}, ""
         for b in batches:
             x = torch.randn(b, 3, image_size, image_size, generator=g)
-            timed = _time_batch(
-                model, variants, quantized, x, rows, min_run_time, threads, sampling
+            timed, kept[b] = _time_batch(
+                model, setup, x, rows, name, min_run_time, threads, sampling
             )
             bound = roofline_bound(model, tuple(x.shape), roof) if roof is not None else None
             _record_times(rows, timed, b, bound)
             times[b], note = timed.times, timed.note
-    if quantized is not None and eval_data is not None:
-        rows["+ int8"]["top-1 agreement"] = quantized.agreement
-    title = f"{name}: deployment steps at {image_size}x{image_size}, eval, inference mode"
-    return LadderTable(rows.values(), title=title, note=note, batches=batches, times=times)
+        if eval_data is not None:
+            _agreements(model, setup, eval_data, rows)
+    title = f"{name}: deployment paths at {image_size}x{image_size}, eval, inference mode"
+    return LadderTable(
+        rows.values(),
+        title=title,
+        note=note,
+        batches=batches,
+        times=times,
+        exported=setup.exported,
+        compiled=kept,
+    )
+
+
+def _over(step: str, previous: str, rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """The row a :func:`step_gains` row is compared with: the one before it; for PyTorch's int8
+    and every runtime row the PyTorch path it would replace (compiled float, or compiled int8
+    for a runtime's int8 where the ladder has it)."""
+    row = rows[step]
+    if row.get("backend", "PyTorch") == "PyTorch":
+        return "+ compiled" if step == "+ int8" else previous
+    int8 = row.get("precision") == "int8" and "+ int8" in rows
+    return "+ int8" if int8 else "+ compiled"
 
 
 def step_gains(table: LadderTable) -> Table:
@@ -281,16 +392,19 @@ def step_gains(table: LadderTable) -> Table:
     One row per step and batch size: the speed-up over the previous row of the ladder (its time
     over this one's, the median of per-round ratios from the same interleaved rounds) with its
     95% interval, and whether "this step is faster" *holds*, *does not hold* or is *too close to
-    call*. The int8 row is compared with the compiled float row, the step it replaces.
+    call*. The int8 row is compared with the compiled float row, the step it replaces, and a
+    runtime's row with the PyTorch path it would replace (its int8 row with PyTorch's int8
+    where the ladder has one).
     """
     validate.instance("table", table, LadderTable)
     if not table.times:
         raise ValueError("table must carry the per-round times of ladder(), got none")
     variants = table.column("variant")
+    by_variant = {r["variant"]: r for r in table}
     rows = []
     for b, per_variant in table.times.items():
         for prev, step in zip(variants, variants[1:]):
-            prev = "+ compiled" if step == "+ int8" else prev
+            prev = _over(step, prev, by_variant)
             iv = stats.ratio_interval(per_variant[prev], per_variant[step])
             rows.append(
                 {
@@ -305,6 +419,71 @@ def step_gains(table: LadderTable) -> Table:
                 }
             )
     return Table(rows, title="each step against the one before it (speed-up = its time over ours)")
+
+
+def _speed(row: Mapping[str, Any], batch: int) -> str:
+    low, high = row[column("low", batch)], row[column("high", batch)]
+    return f"{row[column('speed-up', batch)]:.2f}x [{low:.2f}, {high:.2f}]"
+
+
+def best_variant(
+    table: LadderTable, batch: int, *, precision: str | None = "float32", backend: str = ""
+) -> str:
+    """The variant of a :func:`ladder` with the largest speed-up at ``batch``; chapter 11.
+
+    Among the rows of ``precision`` (None: every row) and, when given, of ``backend``
+    (``"PyTorch"``, ``"ONNX Runtime"``, ``"OpenVINO"``, or ``"runtimes"`` for any but PyTorch).
+    """
+    return _ranked(table, batch, precision, backend)[0]["variant"]
+
+
+def _ranked(table: object, batch: object, precision: object, backend: object) -> list[dict]:
+    """The rows of ``precision`` and ``backend``, fastest first at ``batch`` (checked)."""
+    validate.instance("table", table, LadderTable)
+    validate.integer("batch", batch, minimum=1)
+    validate.choice("batch", batch, table.times)  # type: ignore[attr-defined]
+    if precision is not None:
+        validate.choice("precision", precision, PRECISIONS)
+    validate.instance("backend", backend, str)
+
+    def keep(r: Mapping[str, Any]) -> bool:
+        mine = r.get("backend", "PyTorch")
+        wanted = not backend or mine == backend or (backend == "runtimes" and mine != "PyTorch")
+        return wanted and (precision is None or r.get("precision", "float32") == precision)
+
+    rows = [r for r in table if keep(r)]  # type: ignore[attr-defined]
+    if not rows:
+        raise ValueError(f"table has no row of precision {precision!r} and backend {backend!r}")
+    return sorted(rows, key=lambda r: -r[column("speed-up", batch)])  # type: ignore[arg-type]
+
+
+def fastest(table: LadderTable, batch: int, *, precision: str | None = "float32") -> str:
+    """The sentence that says which path of a :func:`ladder` is fastest at ``batch``; ch. 11.
+
+    Among the rows of ``precision`` (None: every row), the one with the largest speed-up over
+    torchvision eager, with its interval; whether it is faster than the next one beyond noise
+    (the paired time ratio of the two, with its interval and verdict: *holds*, *does not
+    hold*, *too close to call*); and PyTorch's fastest row when another backend won. Composed
+    from the measurement, so that a chapter never writes a winner into its prose.
+    """
+    ranked = _ranked(table, batch, precision, "")
+    best = ranked[0]
+    what = f"{precision} path" if precision else "path, any precision,"
+    words = [f"batch {batch}: the fastest {what} here is {best['variant']}, {_speed(best, batch)}"]
+    words[0] += " the speed of torchvision eager"
+    if len(ranked) > 1:
+        second, times = ranked[1], table.times[batch]
+        iv = stats.ratio_interval(times[second["variant"]], times[best["variant"]])
+        verdict = stats.verdict(iv, 1.0, claim="above")
+        words.append(
+            f"against the next, {second['variant']} ({_speed(second, batch)}), the speed ratio "
+            f"is {iv}: faster beyond noise? {verdict}"
+        )
+    if best.get("backend", "PyTorch") != "PyTorch":
+        mine = [r for r in ranked if r.get("backend", "PyTorch") == "PyTorch"]
+        if mine:
+            words.append(f"PyTorch's fastest is {mine[0]['variant']}, {_speed(mine[0], batch)}")
+    return "; ".join(words) + "."
 
 
 def _networks(name: str, models: object) -> Mapping[str, nn.Module]:

@@ -237,18 +237,37 @@ def prefetch(
     progress: bool = True,
     log: Callable[[str], object] = print,
 ) -> dict[str, Path]:
-    """Fetch, verify and unpack each dataset in ``names`` under ``root``; their folders; ch. 9."""
+    """Fetch, verify and unpack each dataset in ``names`` under ``root``; their folders; ch. 9.
+
+    A dataset that fails does not stop the others: each is tried, and then one failure is raised
+    again as it was, or several as one :class:`shufflelib.net.Unavailable` that names every
+    failure and every dataset that is ready."""
     root = _folder("root", root)
     timeout = validate.number("timeout", timeout, above=0)
     names = [names] if isinstance(names, str) else list(validate.instance("names", names, Iterable))
     unknown = [n for n in names if not isinstance(n, str) or n not in DATASETS]
     if unknown or not names:
         raise ValueError(f"names must be some of {sorted(DATASETS)}, got {names!r}")
-    folders = {}
+    folders: dict[str, Path] = {}
+    failed: dict[str, Exception] = {}
     for name in names:
         archive = DATASETS[name]
-        fetch(archive, root, timeout=timeout, progress=progress, log=log)
-        folders[name] = extract(archive, root, log=log)
+        try:
+            fetch(archive, root, timeout=timeout, progress=progress, log=log)
+            folders[name] = extract(archive, root, log=log)
+        except (RuntimeError, OSError) as e:
+            failed[name] = e
+    if len(failed) == 1 and not folders:
+        raise next(iter(failed.values()))
+    if failed:
+        ready = (
+            f"; ready: {', '.join(f'{n} in {f}' for n, f in folders.items())}" if folders else ""
+        )
+        raise net.Unavailable(
+            f"{len(failed)} of {len(names)} datasets failed: "
+            + "; ".join(f"{n}: {e}" for n, e in failed.items())
+            + ready
+        )
     return folders
 
 

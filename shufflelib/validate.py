@@ -28,6 +28,7 @@ __all__ = [
     "number",
     "flag",
     "choice",
+    "choices",
     "shape",
     "text",
     "module",
@@ -121,6 +122,19 @@ def choice(name: str, value: T, allowed: Collection[Any]) -> T:
     return value
 
 
+def choices(name: str, value: object, allowed: Collection[Any]) -> tuple[Any, ...]:
+    """``value`` as a non-empty tuple of distinct entries, each one of ``allowed``."""
+    listed = ", ".join(repr(a) for a in allowed)
+    what = f"a non-empty sequence of distinct names from {listed}"
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be {what}, got {show(value)}")
+    if not value or len(set(map(repr, value))) != len(value):
+        raise ValueError(f"{name} must be {what}, got {show(value)}")
+    for k, v in enumerate(value):
+        choice(f"{name}[{k}]", v, allowed)
+    return tuple(value)
+
+
 def shape(name: str, value: object, length: int | Collection[int] | None = None) -> tuple[int, ...]:
     """``value`` as a non-empty tuple of ints >= 1, of ``length`` entries (one or several)."""
     lengths = (length,) if isinstance(length, int) else length
@@ -174,6 +188,21 @@ def tensor(
         raise ValueError(f"{name} must be a {dims}-d torch.Tensor, got shape {tuple(value.shape)}")
     if floating and not value.is_floating_point():
         raise ValueError(f"{name} must be a floating-point torch.Tensor, got dtype {value.dtype}")
+    return value
+
+
+def fits(name: str, value: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``value`` if ``model`` takes it as input: one forward pass without gradients, to run before
+    costly work (a compile, an export), so that an input of the wrong shape is a ValueError that
+    names it instead of an error from deep inside a compiler."""
+    try:
+        with torch.no_grad():
+            model(value)
+    except RuntimeError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"{name} of shape {tuple(value.shape)} does not fit {type(model).__name__}: {reason}"
+        ) from e
     return value
 
 

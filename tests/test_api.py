@@ -116,6 +116,12 @@ CASES = [
     (lambda: deploy.fold_bn("net"), TypeError, "model", "'net'"),
     (lambda: deploy.compile(conv.train(), torch.ones(1, 3, 4, 4)), ValueError, "model", ".eval()"),
     (lambda: deploy.choose({}), ValueError, "times", "{}"),
+    (  # a 1-channel input for a 3-channel network: named before any compile
+        lambda: deploy.optimize(conv.eval(), torch.ones(1, 1, 4, 4), runtimes=()),
+        ValueError,
+        "example_input",
+        "(1, 1, 4, 4)",
+    ),
     (lambda: ladder.column("median", 0), ValueError, "batch", "0"),
     (
         lambda: profiler.profile_by_operator(conv, torch.ones(1, 3, 4, 4), runs=0),

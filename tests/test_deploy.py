@@ -410,12 +410,14 @@ def test_top1_agreement_counts_equal_predictions():
 def test_optimize_returns_a_faster_callable_with_the_same_outputs(fresh_dynamo):
     model = tiny_shufflenet()
     x = rand(4, 3, 32, 32)
-    best = deploy.optimize(model, x, rounds=1, max_rounds=1, min_run_time=0.02)
+    best = deploy.optimize(model, x, runtimes=(), rounds=1, max_rounds=1, min_run_time=0.02)
     assert best.steps[0] == "BN folding"
     assert set(best.timings.column("name")) == {"eager, NCHW", "eager, channels-last", "compiled"}
     with torch.no_grad():
         assert rel_error(best(x), model(x)) <= 1e-4
     assert best.max_error <= 1e-4 and best.agreement is None
+    assert (best.backend, best.precision) == ("PyTorch", "float32")
+    assert best.timings.column("backend") == ["PyTorch"] * 3
     assert deploy.count_batchnorm(model) > 0  # the model given is untouched
     # One round gives no interval: nothing is faster beyond noise, the simplest is kept.
     assert best.steps == ["BN folding"] and best.reason.startswith("kept eager, NCHW; ")
@@ -489,7 +491,7 @@ def test_the_callers_model_keeps_its_mode_device_layout_and_weights(fresh_dynamo
     deploy.compile(model, x)(x)
     deploy.export_roundtrip(model, x)
     deploy.quantize_int8(model, x, compiled=False)
-    deploy.optimize(model, x, rounds=1, max_rounds=1, min_run_time=0.01)
+    deploy.optimize(model, x, runtimes=(), rounds=1, max_rounds=1, min_run_time=0.01)
     assert_same(before, snapshot(model))
     # functions that accept a model in training mode leave it there
     net = with_batch_statistics(zoo.build("shufflenet_v2_x0_5", num_classes=10), 2).train()
@@ -498,6 +500,15 @@ def test_the_callers_model_keeps_its_mode_device_layout_and_weights(fresh_dynamo
     deploy.to_channels_last(net)
     deploy.count_batchnorm(net)
     assert_same(before, snapshot(net))
+
+
+def tiny_optimize(**kwargs):
+    return deploy.optimize(tiny_shufflenet(), torch.ones(1, 3, 8, 8), **kwargs)
+
+
+NEEDS_IMAGES = r"precisions \['int8'\] need calibration_data \(images"
+NOT_NAMES = "must be a non-empty sequence of distinct names"
+ONLY_WITH = "calibration_data and eval_data are used only when precisions allows bfloat16 or int8"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,22 +615,20 @@ def test_the_callers_model_keeps_its_mode_device_layout_and_weights(fresh_dynamo
             TypeError,
             "batch_size must be an int >= 1, got 1.5",
         ),
+        (lambda: tiny_optimize(precisions=("float32", "int8")), ValueError, NEEDS_IMAGES),
+        (lambda: tiny_optimize(precisions="int8"), TypeError, NOT_NAMES + ".*got 'int8'"),
+        (lambda: tiny_optimize(precisions=["fp16"]), ValueError, r"precisions\[0\] .*got 'fp16'"),
+        (lambda: tiny_optimize(calibration_data=torch.ones(1, 3, 8, 8)), ValueError, ONLY_WITH),
         (
-            lambda: deploy.optimize(tiny_shufflenet(), torch.ones(1, 3, 8, 8), int8=True),
+            lambda: tiny_optimize(min_agreement=2),
             ValueError,
-            "int8=True needs calibration_data",
+            "min_agreement must be .* <= 1, got 2",
         ),
+        (lambda: tiny_optimize(runtimes="openvino"), TypeError, NOT_NAMES + ".*got 'openvino'"),
         (
-            lambda: deploy.optimize(tiny_shufflenet(), torch.ones(1, 3, 8, 8), int8=1),
-            TypeError,
-            "int8 must be True or False, got 1",
-        ),
-        (
-            lambda: deploy.optimize(
-                tiny_shufflenet(), torch.ones(1, 3, 8, 8), calibration_data=torch.ones(1, 3, 8, 8)
-            ),
+            lambda: tiny_optimize(runtimes=["trt"]),
             ValueError,
-            "only with int8=True",
+            r"runtimes\[0\] must be one of 'onnx",
         ),
         (
             lambda: deploy.optimize(tiny_shufflenet(), torch.ones(1, 3, 8, 8), min_run_time=0),

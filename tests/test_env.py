@@ -3,12 +3,15 @@ import platform
 import pytest
 import torch
 
+from shufflelib import env
 from shufflelib.env import (
     MachineInfo,
+    instruction_sets,
     machine_info,
     machine_part,
     pick_device,
 )
+from shufflelib.tables import count
 
 FAST = {"min_run_time": 0.01}
 
@@ -32,7 +35,7 @@ def test_machine_info_cpu():
     assert torch.__version__ in text
     assert "cpu" in text
     assert platform.python_version() in text
-    assert f"{info.threads} threads" in text and info.cpu in text
+    assert count(info.threads, "thread") in text and info.cpu in text  # "1 thread", "2 threads"
     assert "\n" not in text
 
 
@@ -109,3 +112,46 @@ def test_setup_names_the_device_argument_it_was_given(no_accelerator, capsys):
 def test_machine_info_refuses_an_unknown_device():
     with pytest.raises(ValueError, match="device must be 'cpu', 'cuda', 'cuda:N', 'mps'.*'gpu'"):
         machine_info("gpu")
+
+
+def test_the_machine_line_ends_with_the_instruction_sets():
+    info = MachineInfo("CPU", 2, 2, "cpu", "2.7", "3.11", ("AVX2", "AVX-512", "VNNI"))
+    assert str(info).endswith("| torch 2.7 | Python 3.11 | AVX2 AVX-512 VNNI")
+    bare = MachineInfo("CPU", 2, 2, "cpu", "2.7", "3.11")
+    assert str(bare).endswith("| Python 3.11")  # none known (an ARM CPU, macOS): no part
+    assert machine_info("cpu").instruction_sets == instruction_sets()
+
+
+@pytest.mark.parametrize(
+    "flags, found",
+    [
+        ("fpu sse avx2 avx512f avx512_vnni avx512_bf16", ("AVX2", "AVX-512", "VNNI", "bf16")),
+        ("fpu avx2 avx_vnni", ("AVX2", "VNNI")),
+        ("avx2 avx512f amx_bf16 amx_tile amx_int8", ("AVX2", "AVX-512", "bf16", "AMX")),
+        ("fp asimd", ()),
+    ],
+)
+def test_instruction_sets_are_read_from_the_cpu_flags(flags, found, monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: CPU\nflags\t\t: {flags}\n")
+    real_open = open
+    monkeypatch.setattr(env, "open", lambda *a, **k: real_open(cpuinfo), raising=False)
+    instruction_sets.cache_clear()
+    try:
+        assert instruction_sets() == found
+    finally:
+        monkeypatch.undo()
+        instruction_sets.cache_clear()
+
+
+def test_instruction_sets_without_proc_cpuinfo(monkeypatch):
+    def missing(*args, **kwargs):
+        raise OSError("no such file")
+
+    monkeypatch.setattr(env, "open", missing, raising=False)
+    instruction_sets.cache_clear()
+    try:
+        assert instruction_sets() == ()
+    finally:
+        monkeypatch.undo()
+        instruction_sets.cache_clear()

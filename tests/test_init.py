@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import shufflelib
+from shufflelib.tables import count
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def test_setup_prints_one_line(no_accelerator, capsys):
     assert "torch" in lines[0]
     assert torch.__version__ in lines[0]
     assert shufflelib.env.machine_info("cpu").cpu in lines[0]  # the CPU model
-    assert f"{torch.get_num_threads()} threads" in lines[0]
+    assert count(torch.get_num_threads(), "thread") in lines[0]  # "1 thread", "2 threads"
     assert "device cpu" in lines[0]
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from shufflelib import ladder
 from shufflelib.bench import Roofline
 from shufflelib.cost import mac, madds
-from shufflelib.deploy import fold_bn
+from shufflelib.deploy import fold_bn, relative_error
 from shufflelib.layers import ConvBNAct, randomise_batchnorm
 from shufflelib.tables import Table
 
@@ -43,6 +43,7 @@ def test_ladder_rows_columns_and_batches(request):
         batches=(4,),
         image_size=32,
         roof=roof(),
+        runtimes=(),  # PyTorch's rows only (the runtimes' rows: test_runtimes.py)
         rounds=1,
         max_rounds=1,
         min_run_time=0.02,
@@ -56,12 +57,23 @@ def test_ladder_rows_columns_and_batches(request):
         "+ compiled",
     ]
     assert isinstance(table, ladder.LadderTable) and table.batches == (4,)
+    assert set(table.column("backend")) == {"PyTorch"}
+    assert set(table.column("precision")) == {"float32"}
     assert all(e <= 1e-4 for e in table.column("max error"))
     assert table.column(ladder.column("speed-up", 4))[0] == pytest.approx(1.0)
     low, high = ladder.column("low", 4), ladder.column("high", 4)
     assert table.column(low)[0] == table.column(high)[0] == pytest.approx(1.0)
     assert all(r > 0 for r in table.column(ladder.column("roofline", 4)))
     assert set(table.times) == {4} and len(table.times[4]["+ compiled"]) == 1
+    kept = table.compiled[4]["+ compiled"]  # the network that was timed, kept for a profile
+    assert set(table.compiled) == {4} and set(table.compiled[4]) == {"+ compiled"}
+    x, threads = torch.randn(4, 3, 32, 32), torch.get_num_threads()
+    torch.set_num_threads(2)  # the count it was compiled for
+    try:
+        with torch.inference_mode():
+            assert relative_error(kept(x), model(x)) <= 1e-4
+    finally:
+        torch.set_num_threads(threads)
     assert table.column("compile (s)")[-1] > 0
     assert "2 threads" in table.note and torch.get_num_threads() == 1
     after = [(n, m.training) for n, m in model.named_modules()], model.state_dict()
@@ -101,6 +113,91 @@ def test_step_gains_compare_each_step_with_the_one_before():
         ladder.step_gains(Table([{"variant": "a"}]))
     with pytest.raises(ValueError, match="per-round times"):
         ladder.step_gains(ladder.LadderTable([{"variant": "a"}], batches=(1,)))
+
+
+def paired_times(scale, rounds=10, seed=0):
+    """Per-round times of variants whose speeds stand in the ratios of ``scale``, with a shared
+    drift and 5% noise of their own."""
+    g = torch.Generator().manual_seed(seed)
+    drift = torch.exp(0.2 * torch.randn(rounds, generator=g))
+    return {
+        v: (s * drift * torch.exp(0.05 * torch.randn(rounds, generator=g))).tolist()
+        for v, s in scale.items()
+    }
+
+
+def test_runtime_rows_are_compared_with_the_pytorch_path_they_would_replace():
+    scale = {
+        "torchvision eager": 1.0,
+        "+ compiled": 0.5,
+        "+ int8": 0.3,
+        "ONNX Runtime float32": 0.45,
+        "OpenVINO float32": 0.25,
+        "OpenVINO int8": 0.2,
+    }
+    backend = {"ONNX Runtime float32": "ONNX Runtime", "OpenVINO float32": "OpenVINO"}
+    backend["OpenVINO int8"] = "OpenVINO"
+    precision = {"+ int8": "int8", "OpenVINO int8": "int8"}
+    rows = [
+        {
+            "model": "net",
+            "variant": v,
+            "backend": backend.get(v, "PyTorch"),
+            "precision": precision.get(v, "float32"),
+        }
+        for v in scale
+    ]
+    table = ladder.LadderTable(rows, batches=(1,), times={1: paired_times(scale)})
+    over = {r["step"]: r["over"] for r in ladder.step_gains(table)}
+    assert over == {
+        "+ compiled": "torchvision eager",
+        "+ int8": "+ compiled",
+        "ONNX Runtime float32": "+ compiled",
+        "OpenVINO float32": "+ compiled",
+        "OpenVINO int8": "+ int8",
+    }
+
+
+def fastest_table(scale, backend):
+    rows = []
+    for v, s in scale.items():
+        row = {"model": "net", "variant": v, "backend": backend.get(v, "PyTorch")}
+        row["precision"] = "int8" if "int8" in v else "float32"
+        row[ladder.column("speed-up", 1)] = 1 / s
+        row[ladder.column("low", 1)], row[ladder.column("high", 1)] = 0.95 / s, 1.05 / s
+        rows.append(row)
+    return ladder.LadderTable(rows, batches=(1,), times={1: paired_times(scale, 12)})
+
+
+def test_fastest_names_the_winner_its_interval_and_whether_it_beats_the_next():
+    scale = {"torchvision eager": 1.0, "+ compiled": 0.5, "OpenVINO float32": 0.3}
+    table = fastest_table(scale, {"OpenVINO float32": "OpenVINO"})
+    line = ladder.fastest(table, 1)
+    assert line.startswith("batch 1: the fastest float32 path here is OpenVINO float32, 3.33x")
+    assert "against the next, + compiled (2.00x [1.90, 2.10])" in line
+    assert line.endswith(
+        "faster beyond noise? holds; PyTorch's fastest is + compiled, 2.00x [1.90, 2.10]."
+    )
+    close = fastest_table({"torchvision eager": 1.0, "a": 0.5, "b": 0.49}, {})
+    assert "faster beyond noise? too close to call." in ladder.fastest(close, 1)
+    assert "PyTorch's fastest" not in ladder.fastest(close, 1)  # PyTorch won
+    openvino = {"OpenVINO float32": "OpenVINO", "OpenVINO int8": "OpenVINO"}
+    int8 = fastest_table({**scale, "OpenVINO int8": 0.2}, openvino)
+    assert "OpenVINO float32" in ladder.fastest(int8, 1)
+    assert "OpenVINO int8, 5.00x" in ladder.fastest(int8, 1, precision=None)
+    assert ladder.fastest(int8, 1, precision="int8").startswith(
+        "batch 1: the fastest int8 path here is OpenVINO int8"
+    )
+    assert ladder.best_variant(int8, 1) == "OpenVINO float32"
+    assert ladder.best_variant(int8, 1, precision=None) == "OpenVINO int8"
+    assert ladder.best_variant(int8, 1, backend="PyTorch") == "+ compiled"
+    assert ladder.best_variant(int8, 1, precision="int8", backend="runtimes") == "OpenVINO int8"
+    with pytest.raises(ValueError, match="no row of precision 'int8' and backend 'PyTorch'"):
+        ladder.best_variant(int8, 1, precision="int8", backend="PyTorch")
+    with pytest.raises(ValueError, match="table has no row of precision 'bfloat16'"):
+        ladder.fastest(table, 1, precision="bfloat16")
+    with pytest.raises(ValueError, match="batch must be one of 1; got 16"):
+        ladder.fastest(table, 16)
 
 
 def test_roofline_bound_is_the_slower_of_compute_and_memory():
@@ -220,6 +317,23 @@ def test_roofline_points_take_the_batch_sizes_from_the_table_not_its_column_name
             "variants must be a sequence of variant names, got '\\+ compiled'",
         ),
         (lambda: ladder.column("mean", 1), ValueError, "what must be one of .*got 'mean'"),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), runtimes=["tensorrt"]),
+            ValueError,
+            r"runtimes\[0\] must be one of 'onnxruntime', 'openvino'; got 'tensorrt'",
+        ),
+        (
+            lambda: ladder.fastest(Table(), 1),
+            TypeError,
+            "table must be a shufflelib.ladder.LadderTable, got",
+        ),
+        (
+            lambda: ladder.fastest(
+                ladder.LadderTable(batches=(1,), times={1: {}}), 1, precision="fp8"
+            ),
+            ValueError,
+            "precision must be one of 'float32', 'bfloat16', 'int8'; got 'fp8'",
+        ),
         (lambda: ladder.column("median", 0), ValueError, "batch must be an int >= 1, got 0"),
     ],
 )

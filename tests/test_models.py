@@ -447,7 +447,8 @@ def test_efficientnet_v2_t_is_small():
 
 def test_names():
     names = zoo.names()
-    assert len(names) == len(set(names)) == 25 + 4 + 1 + 4
+    # ShuffleNet V1, V2, MobileNetV2, EfficientNetV2; then FasterNet, RepVGG, MobileOne, MNv4
+    assert len(names) == len(set(names)) == 25 + 4 + 1 + 4 + 6
     for g in (1, 2, 3, 4, 8):
         for w in ("0_25", "0_5", "1_0", "1_5", "2_0"):
             assert f"shufflenet_v1_g{g}_x{w}" in names

@@ -6,6 +6,7 @@ download itself (atomic, hash-checked, bounded) is shufflelib.net's, tested in t
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -305,3 +306,16 @@ def test_cli_runs_as_a_module_and_documents_its_options():
     assert result.returncode == 0, result.stderr
     for option in ("--root", "--dataset", "--timeout", "imagenette-160"):
         assert option in result.stdout
+
+
+def test_a_failed_dataset_does_not_stop_the_others_and_all_are_named(source, root, monkeypatch):
+    archive, _ = source
+    broken = dataclasses.replace(archive, name="broken", filename="broken.tar.gz", md5="0" * 32)
+    monkeypatch.setitem(DATASETS, "broken", broken)
+    monkeypatch.setitem(DATASETS, "tiny", archive)
+    with pytest.raises(net.Unavailable) as failure:
+        prefetch.prefetch(root, ["broken", "tiny"], progress=False, log=_quiet)
+    message = str(failure.value)
+    assert message.startswith("1 of 2 datasets failed: broken: ") and "MD5" in message
+    assert message.endswith(f"ready: tiny in {root / 'tiny-set'}")
+    assert (root / "tiny-set" / "sub" / "b.bin").read_bytes() == FILES["sub/b.bin"]

@@ -15,7 +15,15 @@ leaves the model it is given as it was (weights, memory format, device, train/ev
 - :func:`quantize_int8` quantises to int8 after training with PyTorch's x86 path (PT2E with
   ``X86InductorQuantizer``, now in ``torchao``) and reports top-1 agreement with the float model
   (``quantize``);
-- :func:`optimize` applies the steps that help here and returns one callable (``optimized``).
+- :func:`export_onnx` exports any zoo model to ONNX with ``torch.onnx`` and checks the file,
+  :func:`quantize_onnx` quantises it to int8 with ONNX Runtime's own tooling (QDQ, calibrated)
+  (``onnx_export``);
+- :func:`runtime_model` runs it in ONNX Runtime or OpenVINO, threads and precision stated
+  (float32, OpenVINO's bfloat16, int8), with nothing per call but the runtime's own call;
+  :func:`profile_runtime` reads the runtime's own profiler; :func:`runtime_agreement` measures
+  every path against float32 (``runtimes``);
+- :func:`optimize` times the PyTorch steps and the installed runtimes side by side and returns
+  the fastest at the precision asked for, as one callable (``optimized``).
 
 :mod:`shufflelib.ladder` times them all side by side and against this machine's roofline;
 :mod:`shufflelib.profiler` says where the remaining time goes.
@@ -31,8 +39,25 @@ from .fast_shufflenet import (
     fast_shufflenet_v2,
     shuffled_halves,
 )
-from .optimized import Optimized, choose, optimize
-from .quantize import Int8Model, flips, quantize_int8, top1_agreement
+from .onnx_export import OnnxModel, export_onnx, installed, quantize_onnx, require
+from .optimized import TOLERANCE, Optimized, choose, optimize
+from .quantize import Int8Model, flips, quantize_int8, relative_error, top1_agreement
+from .runtimes import (
+    PATHS,
+    PRECISIONS,
+    RUNTIMES,
+    OnnxRuntimeModel,
+    OpenVINOModel,
+    RuntimeModel,
+    available_runtimes,
+    bfloat16_supported,
+    chosen_runtimes,
+    onnx_models,
+    profile_runtime,
+    runtime_agreement,
+    runtime_model,
+    runtime_models,
+)
 from .transforms import count_batchnorm, fold_bn, steps, to_channels_last
 
 __all__ = [
@@ -52,6 +77,27 @@ __all__ = [
     "quantize_int8",
     "top1_agreement",
     "flips",
+    "relative_error",
+    "OnnxModel",
+    "export_onnx",
+    "quantize_onnx",
+    "require",
+    "installed",
+    "RUNTIMES",
+    "PRECISIONS",
+    "PATHS",
+    "RuntimeModel",
+    "OnnxRuntimeModel",
+    "OpenVINOModel",
+    "runtime_model",
+    "runtime_models",
+    "onnx_models",
+    "available_runtimes",
+    "chosen_runtimes",
+    "bfloat16_supported",
+    "profile_runtime",
+    "runtime_agreement",
+    "TOLERANCE",
     "Optimized",
     "optimize",
     "choose",

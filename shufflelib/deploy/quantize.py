@@ -15,15 +15,25 @@ from .. import validate
 from ..tables import Table
 from .compiled import Compiled, compile
 
-__all__ = ["Int8Model", "quantize_int8", "top1_agreement", "flips"]
+__all__ = [
+    "Int8Model",
+    "quantize_int8",
+    "top1_agreement",
+    "flips",
+    "image_batches",
+    "relative_error",
+]
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 Data = torch.Tensor | Iterable[Any]
 
 
-def _batches(data: object, name: str, batch_size: int) -> list[torch.Tensor]:
+def image_batches(data: object, name: str, batch_size: int) -> list[torch.Tensor]:
     """A tensor (N, C, H, W), or an iterable of them or of (images, labels) pairs, as a list of
-    image batches of at most ``batch_size`` (checked, before any work)."""
+    image batches of at most ``batch_size`` (checked, before any work); ``name`` names ``data``
+    in messages. Chapter 11's int8 functions read their images through it."""
+    validate.text("name", name)
+    validate.integer("batch_size", batch_size, minimum=1)
     if isinstance(data, torch.Tensor):
         items: list[Any] = [data]
     elif isinstance(data, str | bytes) or not isinstance(data, Iterable):
@@ -41,6 +51,15 @@ def _batches(data: object, name: str, batch_size: int) -> list[torch.Tensor]:
     return [part for x in items for part in x.split(batch_size)]
 
 
+def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    """max |got - want| / max(1, max |want|): absolute for small outputs, relative for large."""
+    validate.tensor("got", got)
+    validate.tensor("want", want)
+    if got.shape != want.shape:
+        raise ValueError(f"got must have want's shape {tuple(want.shape)}, got {tuple(got.shape)}")
+    return ((got - want).abs().max() / want.abs().max().clamp(min=1.0)).item()
+
+
 @torch.no_grad()
 def _top1(fn: Model, batches: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.cat([fn(x).argmax(1) for x in batches])
@@ -55,7 +74,7 @@ def top1_agreement(model_a: Model, model_b: Model, data: Data, *, batch_size: in
     validate.function("model_a", model_a)
     validate.function("model_b", model_b)
     validate.integer("batch_size", batch_size, minimum=1)
-    batches = _batches(data, "data", batch_size)
+    batches = image_batches(data, "data", batch_size)
     return (_top1(model_a, batches) == _top1(model_b, batches)).float().mean().item()
 
 
@@ -204,8 +223,8 @@ def quantize_int8(
     validate.flag("compiled", compiled)
     if example_input is not None:
         validate.tensor("example_input", example_input, dims=4, floating=True)
-    calib = _batches(calibration_data, "calibration_data", batch_size)
-    evals = calib if eval_data is None else _batches(eval_data, "eval_data", batch_size)
+    calib = image_batches(calibration_data, "calibration_data", batch_size)
+    evals = calib if eval_data is None else image_batches(eval_data, "eval_data", batch_size)
     example = evals[0] if example_input is None else example_input
 
     start = time.perf_counter()

@@ -3,7 +3,10 @@
 ``build(name)`` makes a model, ``names()`` lists them, ``load_torchvision_weights(model, name)``
 loads torchvision's ImageNet weights into ours (the names torchvision has share its state_dict
 layout). Chapters 5 (ShuffleNet V1), 6 (MobileNetV2), 7 (ShuffleNet V2) and 8 (EfficientNetV2)
-build their networks here; chapter 9 trains the small ones. Importing this module imports torch
+build their networks here; chapter 9 trains the small ones. The networks after 2018 (MobileNetV4,
+chapters 10-11; FasterNet, chapter 12; RepVGG and MobileOne, chapter 13) have timm's state_dict
+layout instead (``spec(name).timm`` names the timm model), and ``reparameterize`` folds RepVGG's
+and MobileOne's branches into one convolution per block. Importing this module imports torch
 only; torchvision is imported when weights are loaded.
 """
 
@@ -21,7 +24,12 @@ from torch import nn
 from .. import net, validate
 from ..layers import randomise_batchnorm
 from .efficientnet_v2 import EfficientNetV2, efficientnet_v2
+from .fasternet import FASTERNET_CONFIGS, FasterNet, fasternet
 from .mobilenet_v2 import MobileNetV2, mobilenet_v2
+from .mobilenet_v4 import MobileNetV4, mobilenet_v4
+from .mobileone import MobileOne, mobileone
+from .reparameterize import reparameterize
+from .repvgg import RepVGG, repvgg
 from .shufflenet_v1 import GROUPS, WIDTHS, ShuffleNetV1, shufflenet_v1
 from .shufflenet_v2 import STAGES_OUT_CHANNELS, ShuffleNetV2, shufflenet_v2
 
@@ -31,11 +39,17 @@ __all__ = [
     "names",
     "spec",
     "names_with_weights",
+    "names_with_timm",
     "load_torchvision_weights",
     "ShuffleNetV1",
     "ShuffleNetV2",
     "MobileNetV2",
     "EfficientNetV2",
+    "FasterNet",
+    "RepVGG",
+    "MobileOne",
+    "MobileNetV4",
+    "reparameterize",
 ]
 
 
@@ -49,6 +63,7 @@ class ModelSpec:
     summary: str
     kwargs: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None  # torchvision's weights enum, e.g. "MobileNet_V2_Weights"
+    timm: str | None = None  # the timm model with our state_dict layout and function, if any
 
 
 def _tag(width: float) -> str:
@@ -111,15 +126,48 @@ def _registry() -> dict[str, ModelSpec]:
             {"variant": "t"},
         )
     )
-    return {s.name: s for s in specs}
+    return {s.name: s for s in specs + _since_2021()}
+
+
+def _since_2021() -> list[ModelSpec]:
+    """The networks after 2018; each shares its name and state_dict layout with a timm model."""
+    specs = [
+        ModelSpec(
+            f"fasternet_{v}",
+            fasternet,
+            FasterNet,
+            f"FasterNet-{v.upper()}, partial convolution (chapter 12)",
+            {"variant": v},
+            timm=f"fasternet_{v}",
+        )
+        for v in FASTERNET_CONFIGS
+    ]
+    for name, builder, cls, summary, variant in [
+        ("repvgg_a0", repvgg, RepVGG, "RepVGG-A0, re-parameterised 3x3 (chapter 13)", "a0"),
+        ("mobileone_s0", mobileone, MobileOne, "MobileOne-S0, k=4 branches (chapter 13)", "s0"),
+        (
+            "mobilenetv4_conv_small",
+            mobilenet_v4,
+            MobileNetV4,
+            "MobileNetV4-Conv-S, universal inverted bottleneck (chapters 10-11)",
+            "conv_small",
+        ),
+    ]:
+        specs.append(ModelSpec(name, builder, cls, summary, {"variant": variant}, timm=name))
+    return specs
 
 
 _REGISTRY = _registry()
 
 
 def names() -> list[str]:
-    """Every model name ``build`` accepts, family by family; chapters 5-9."""
+    """Every model name ``build`` accepts, family by family; chapters 5-13."""
     return list(_REGISTRY)
+
+
+def names_with_timm() -> list[str]:
+    """The names with timm's state_dict layout and function (``spec(name).timm``); ch. 10-13."""
+    return [n for n, s in _REGISTRY.items() if s.timm is not None]
 
 
 def names_with_weights() -> list[str]:
@@ -128,7 +176,7 @@ def names_with_weights() -> list[str]:
 
 
 def spec(name: str) -> ModelSpec:
-    """The registry entry for ``name``: builder, class, summary, weights; chapters 5-9."""
+    """The registry entry for ``name``: builder, class, summary, weights; chapters 5-13."""
     validate.text("name", name)
     if name not in _REGISTRY:
         raise ValueError(f"unknown model name {name!r}; valid names: {', '.join(_REGISTRY)}")
@@ -136,15 +184,17 @@ def spec(name: str) -> ModelSpec:
 
 
 def build(name: str, num_classes: int = 1000, small_input: bool = False, **kw: Any) -> nn.Module:
-    """Build the model called ``name`` (see :func:`names`) with fresh weights; chapters 5-9.
+    """Build the model called ``name`` (see :func:`names`) with fresh weights; chapters 5-13.
 
     ``small_input=True`` adapts the stem to 32x32 images (CIFAR-10): the stem convolution runs at
     stride 1 instead of 2, and the ShuffleNets also drop their stride-2 max-pool. A 32x32 image
     then reaches the last stage at 4x4 (ShuffleNets: 8x downsampling instead of 32x) or 2x2
     (MobileNetV2, EfficientNetV2: 16x instead of 32x) instead of 1x1. Strides have no
-    parameters, so the state_dict is the same and ImageNet weights still load. Other keyword
-    arguments go to the family's class (e.g. ``width_mult`` for ``mobilenet_v2``, ``shuffle``
-    for ShuffleNet V1, ``stochastic_depth_prob`` for EfficientNetV2).
+    parameters, so the state_dict is the same and ImageNet weights still load. (FasterNet runs
+    its 4x4 stride-4 embedding at stride 1 and reaches the last stage at 4x4; RepVGG, MobileOne
+    and MobileNetV4 run their stem at stride 1 and reach it at 2x2.) Other keyword arguments go
+    to the family's class (e.g. ``width_mult`` for ``mobilenet_v2``, ``shuffle`` for ShuffleNet
+    V1, ``stochastic_depth_prob`` for EfficientNetV2, ``drop_path_rate`` for FasterNet).
     """
     s = spec(name)
     validate.integer("num_classes", num_classes, minimum=1)
