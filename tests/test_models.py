@@ -558,6 +558,11 @@ SMALL = [
     ("mobilenet_v2", 2),
     ("efficientnet_v2_t", 2),
     ("efficientnet_v2_s", 2),
+    # the networks since 2021: FasterNet's 4x4 stride-4 stem runs at stride 1
+    ("fasternet_t0", 4),
+    ("repvgg_a0", 2),
+    ("mobileone_s0", 2),
+    ("mobilenetv4_conv_small", 2),
 ]
 
 
@@ -572,6 +577,7 @@ def test_small_input_on_32x32(name, side):
     assert logits.shape == (2, 10)
     assert torch.equal(logits, model.forward_head(features))
     big = on_meta(name, num_classes=10).eval()  # without small_input: 1x1 at the last stage
+    assert [p.shape for p in big.parameters()] == [p.shape for p in model.parameters()]
     assert big.forward_features(torch.zeros(2, 3, 32, 32, device="meta")).shape[-2:] == (1, 1)
 
 

@@ -162,24 +162,7 @@ def test_fasternet_t0_against_the_issues_numbers():
     assert madds(model, (1, 3, 224, 224)) / 1e9 == pytest.approx(0.34, rel=0.02)
 
 
-# small_input: a 32x32 image reaches the last stage at 4x4 (FasterNet) or 2x2 (the others)
-
-SMALL = [(n, 4 if n.startswith("fasternet") else 2) for n in NEW]
-
-
-@pytest.mark.parametrize(("name", "side"), SMALL)
-def test_small_input_on_32x32(name, side):
-    model = zoo.build(name, num_classes=10, small_input=True).eval()
-    x = rand(1, 3, 32, 32)
-    with torch.no_grad():
-        features = model.forward_features(x)
-        logits = model(x)
-    assert features.shape[-2:] == (side, side)
-    assert logits.shape == (1, 10)
-    assert torch.equal(logits, model.forward_head(features))
-    big = on_meta(name, num_classes=10).eval()  # the same parameters, 1x1 at the last stage
-    assert [p.shape for p in big.parameters()] == [p.shape for p in model.parameters()]
-    assert big.forward_features(torch.zeros(1, 3, 32, 32, device="meta")).shape[-2:] == (1, 1)
+# small_input on 32x32 images: tests/test_models.py, test_small_input_on_32x32
 
 
 # reparameterize
