@@ -14,13 +14,11 @@ numbers), ShuffleNet V2 1x at 224x224, float32, on 2 CPU threads, eval mode, inf
   (its time over theirs has its whole interval below 1.05).
 
 The timed networks carry random weights (timing does not depend on them). The agreement needs a
-trained network: the script trains a ShuffleNet V2 (``--width``, default 0.5x, with the 32x32 stem)
-on the embedded training set with ``train.fit`` for ``--epochs`` epochs of ``--train-images``
-images (kept in ``runs/``: a second run loads it), quantises its fast channels-last version the
-same way, and measures the agreement of the compiled int8 kernels on the whole test set, and of
-every runtime path (``deploy.runtime_agreement``). Training is what takes most of this script's
-first run on a small CPU (about 4 minutes); the agreement of a briefly trained network, which
-hesitates between classes on many images, is lower than that of a well-trained one.
+trained network, and takes chapter 11's: the ShuffleNet V2 0.5x (32x32 stem) of the committed
+results store (``shufflelib.results``, seed 0), trained to convergence with the book's recipe. Its
+fast channels-last version is quantised the same way, and the agreement of the compiled int8
+kernels is measured on the whole embedded test set (5,000 images), as is that of every runtime
+path (``deploy.runtime_agreement``).
 
 Rows, each with the same weights: torchvision eager, ours eager, + BN folding, + channels-last
 (fast units), + compiled, best (what ``optimize`` returns), + int8, and for every runtime installed
@@ -34,8 +32,7 @@ close to call* otherwise. Compile times are printed with the table (Inductor kee
 a second run compiles faster).
 
     python benchmarks/bench_deploy.py [--quick] [--rounds 6] [--min-run-time 0.3]
-                                      [--max-seconds 120] [--threads 2] [--width 0.5]
-                                      [--epochs 5] [--train-images 20000]
+                                      [--max-seconds 120] [--threads 2]
 """
 
 from __future__ import annotations
@@ -46,10 +43,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from shufflelib import bench, data, deploy, env, models, profiler, stats, train
+from shufflelib import bench, data, deploy, env, models, profiler, results, stats
 from shufflelib.deploy.optimized import inference_calls
 
 NAME = "shufflenet_v2_x1_0"
+STORED = "shufflenet_v2_x0_5"  # the results store's run whose int8 agreement is measured
 GOALS = {1: 1.7, 16: 2.0}  # batch -> least speed-up of the best float variant over tv eager
 AGREEMENT = 0.99
 WITHIN = 1.05  # optimize's time over the fastest float32 row's: at most 5% slower
@@ -61,35 +59,21 @@ def ladder_models() -> tuple[torch.nn.Module, torch.nn.Module]:
     return models.torchvision_pair(NAME)
 
 
-def trained_model(width: float, epochs: int, images: int) -> torch.nn.Module:
-    """ShuffleNet V2 (10 classes, 32x32 stem) trained on the embedded data, in eval mode.
-
-    ``train.run`` keeps the run in ``runs/`` (keyed by every setting), so a second run of this
-    script loads it instead of training again. The recipe is a short, fast one for this small
-    network: batch 32 at learning rate 0.05 with a brief warm-up and no label smoothing, on the
-    augmented training set (5 epochs of 20,000 images reach about 97% test accuracy).
-    """
-    name = f"shufflenet_v2_x{str(float(width)).replace('.', '_')}"
-    run = train.run(
-        name,
-        epochs=epochs,
-        limit_train=images,
-        batch_size=32,
-        lr=0.05,
-        label_smoothing=0.0,
-        warmup_epochs=0.1,
-        runs_dir="runs",
-        progress=False,
-    )
-    print(f"\ntrained {name} for the int8 agreement ({epochs} epoch(s) of {images} images):")
-    print(run.history)
-    return run.model
+def trained_model() -> torch.nn.Module:
+    """Chapter 11's converged network: the results store's ShuffleNet V2 0.5x, seed 0, in eval
+    mode on the CPU (the store is checked against the current training code first)."""
+    store = results.load()
+    store.check_fresh()
+    stored = next(r for r in store.runs if r.label == STORED and r.seed == 0)
+    print(f"\nthe int8 agreement uses {STORED}, seed 0, from the results store:")
+    print(store.provenance())
+    return stored.model()
 
 
-def agreement(width: float, epochs: int, images: int) -> tuple[float, float, float]:
+def agreement() -> tuple[float, float, float]:
     """Top-1 agreement of the compiled int8 model with the float one on the test set, and of
     every runtime path (printed)."""
-    model = trained_model(width, epochs, images)
+    model = trained_model()
     calibration = data.embedded("train", augment=False).batch(range(512))[0]
     test = data.embedded("test")
     test_images, labels = test.batch(range(len(test)))
@@ -190,18 +174,14 @@ def where_runtimes_save(kept) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="0.1 s timings, short training")
+    parser.add_argument("--quick", action="store_true", help="0.1 s timings, 20 s per table")
     parser.add_argument("--rounds", type=int, default=bench.MIN_ROUNDS, help="least rounds")
     parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds per timing")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="time cap per table")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--width", type=float, default=0.5, help="trained ShuffleNet V2 width")
-    parser.add_argument("--epochs", type=int, default=5, help="training epochs (int8 agreement)")
-    parser.add_argument("--train-images", type=int, default=20000, help="training images/epoch")
     args = parser.parse_args()
     if args.quick:
         args.min_run_time, args.max_seconds = 0.1, 20.0
-        args.epochs, args.train_images = 1, 2000
     torch.set_num_threads(args.threads)
     print(env.machine_info("cpu"))
 
@@ -221,7 +201,7 @@ def main() -> int:
             f"{exported['int8'].seconds:.1f} s; runtimes {deploy.available_runtimes()}"
         )
     kept = {b: timed_batch(b, ours, theirs, steps, int8, exported, args) for b in sorted(GOALS)}
-    agree, float_acc, int8_acc = agreement(args.width, args.epochs, args.train_images)
+    agree, float_acc, int8_acc = agreement()
 
     print("\nSpeed-ups over torchvision eager (paired, 95% interval):")
     verdicts, slower = [], []

@@ -2,6 +2,12 @@
 
 Every measurement in the book comes back as a :class:`Table`, so a notebook shows it by ending a
 cell with it, and a test reads it like a list of dicts.
+
+Columns are typed: a column's key is its name alone (``"median"``), and a measured quantity's unit
+is declared once in ``units`` (``{"median": "ms"}``). A unit column holds numbers (or ``None``
+where there is no value), and its header reads ``median (ms)`` in print, in HTML and on a plot's
+axis (:meth:`Table.header`). So code reads ``row["median"]`` and never parses a unit, or a batch
+size, back out of a column's name.
 """
 
 from __future__ import annotations
@@ -37,10 +43,24 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-class Table(list):
-    """Rows (dicts with the same keys) plus an optional title and footnote."""
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
 
-    def __init__(self, rows: Iterable[Mapping[str, Any]] = (), title: str = "", note: str = ""):
+
+class Table(list):
+    """Rows (dicts with the same keys) plus an optional title, footnote and column units.
+
+    ``units`` maps a column's name to its unit (``{"median": "ms", "params": "M"}``); such a
+    column must hold numbers or ``None``. Units travel with the table: :meth:`pick` keeps them.
+    """
+
+    def __init__(
+        self,
+        rows: Iterable[Mapping[str, Any]] = (),
+        title: str = "",
+        note: str = "",
+        units: Mapping[str, str] | None = None,
+    ):
         if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
             raise TypeError(f"rows must be an iterable of dicts (one per row), got {rows!r:.80}")
         rows = list(rows)
@@ -53,6 +73,43 @@ class Table(list):
         super().__init__(dict(r) for r in rows)
         self.title = title
         self.note = note
+        self.units = self._checked_units(units)
+
+    def _checked_units(self, units: Mapping[str, str] | None) -> dict[str, str]:
+        """``units`` as a dict, checked: str -> non-empty str, each a column holding numbers."""
+        if units is None:
+            return {}
+        if not isinstance(units, Mapping):
+            raise TypeError(f"units must be a dict of column -> unit, got {units!r:.80}")
+        columns = self.columns
+        for name, unit in units.items():
+            if not isinstance(name, str) or not isinstance(unit, str) or not unit:
+                raise TypeError(
+                    f"units must map column names to non-empty unit strings, got {name!r}: {unit!r}"
+                )
+            if self and name not in columns:
+                raise ValueError(f"units names no column {name!r}; the table has {columns}")
+            for i, row in enumerate(self):
+                if not _is_number(row.get(name)):
+                    raise TypeError(
+                        f"column {name!r} has unit {unit!r}, so it must hold numbers, got "
+                        f"{row.get(name)!r:.80} in row {i}"
+                    )
+        return dict(units)
+
+    def unit(self, name: str) -> str:
+        """The unit of column ``name`` ("ms"), or "" for a column without one."""
+        self._check_column(name)
+        return self.units.get(name, "")
+
+    def header(self, name: str) -> str:
+        """Column ``name`` as its header and axis label show it: ``median (ms)``."""
+        unit = self.unit(name)
+        return f"{name} ({unit})" if unit else name
+
+    def _check_column(self, name: str) -> None:
+        if name not in self.columns:
+            raise ValueError(f"no column {name!r} in the table; it has {self.columns}")
 
     @property
     def columns(self) -> list[str]:
@@ -63,8 +120,7 @@ class Table(list):
 
     def column(self, name: str) -> list[Any]:
         """The values of one column, in row order."""
-        if name not in self.columns:
-            raise ValueError(f"no column {name!r} in the table; it has {self.columns}")
+        self._check_column(name)
         return [row.get(name) for row in self]
 
     def pick(self, columns: Iterable[str], title: str | None = None) -> Table:
@@ -77,16 +133,19 @@ class Table(list):
                 f"no column(s) {missing or columns!r} in the table; it has {self.columns}"
             )
         rows = ({c: row.get(c) for c in columns} for row in self)
-        return Table(rows, title=self.title if title is None else title, note=self.note)
+        units = {c: u for c, u in self.units.items() if c in columns}
+        title = self.title if title is None else title
+        return Table(rows, title=title, note=self.note, units=units)
 
     def __str__(self) -> str:
         if not self:  # a table with no rows says so in one line
             return "\n".join(x for x in (f"{self.title or 'table'}: none", self.note) if x)
         cols = self.columns
         cells = [[_fmt(r.get(c, "")) for c in cols] for r in self]
-        widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+        heads = [self.header(c) for c in cols]
+        widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(heads)]
         lines = [self.title] if self.title else []
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+        lines.append("  ".join(h.ljust(w) for h, w in zip(heads, widths)))
         lines.append("  ".join("-" * w for w in widths))
         lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths)) for row in cells]
         if self.note:
@@ -101,7 +160,7 @@ class Table(list):
         if not self:  # no rows: one line, not a caption squeezed over an empty table
             return f"<p><em>{html.escape(self.title or 'table')}</em>: none</p>{note}"
         cols = self.columns
-        head = "".join(f'<th style="{PAD}">{html.escape(c)}</th>' for c in cols)
+        head = "".join(f'<th style="{PAD}">{html.escape(self.header(c))}</th>' for c in cols)
 
         def cell(v: Any) -> str:
             if isinstance(v, (int, float)) and not isinstance(v, bool):

@@ -174,3 +174,41 @@ def test_a_table_without_rows_says_so_in_one_line():
     page = empty._repr_html_()
     assert "<table" not in page and "where the two rankings disagree</em>: none" in page
     assert "machine" in page and str(Table()) == "table: none"
+
+
+def make_typed():
+    rows = [{"name": "a", "median": 1.5, "params": 2}, {"name": "b", "median": None, "params": 3}]
+    return Table(rows, title="typed", units={"median": "ms", "params": "M"})
+
+
+def test_typed_columns_are_keyed_by_name_and_show_their_unit():
+    table = make_typed()
+    assert table[0]["median"] == 1.5 and table.column("params") == [2, 3]
+    assert table.unit("median") == "ms" and table.unit("name") == ""
+    assert table.header("median") == "median (ms)" and table.header("name") == "name"
+    text = str(table).splitlines()
+    assert text[1].split() == ["name", "median", "(ms)", "params", "(M)"]
+    assert "<th" in table._repr_html_() and ">median (ms)</th>" in table._repr_html_()
+    narrow = table.pick(["name", "median"])
+    assert narrow.units == {"median": "ms"} and narrow.header("median") == "median (ms)"
+    with pytest.raises(ValueError, match="no column 'median \\(ms\\)' in the table"):
+        table.unit("median (ms)")
+
+
+@pytest.mark.parametrize(
+    ("units", "error", "match"),
+    [
+        (["ms"], TypeError, "units must be a dict of column -> unit, got \\['ms'\\]"),
+        ({"median": ""}, TypeError, "non-empty unit strings, got 'median': ''"),
+        ({"median": 3}, TypeError, "non-empty unit strings, got 'median': 3"),
+        ({"medain": "ms"}, ValueError, "units names no column 'medain'"),
+        (
+            {"name": "ms"},
+            TypeError,
+            "column 'name' has unit 'ms', so it must hold numbers, got 'a'",
+        ),
+    ],
+)
+def test_bad_units_are_refused(units, error, match):
+    with pytest.raises(error, match=match):
+        Table([{"name": "a", "median": 1.0}], units=units)
