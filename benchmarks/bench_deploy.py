@@ -6,9 +6,10 @@ numbers), ShuffleNet V2 1x at 224x224, float32, on 2 CPU threads, eval mode, inf
 - the best float variant (``shufflelib.deploy.optimize``: BatchNorm folded, the fast units in
   channels-last memory, ``torch.compile``) is at least 2.0x faster than torchvision's eager model
   at batch 16 and at least 1.7x faster at batch 1;
-- int8 (PT2E with ``X86InductorQuantizer``, compiled) is faster again than the best float variant
-  at both batch sizes, with at least 99% top-1 agreement with the float model on the embedded
-  test set (5,000 images);
+- int8 (PT2E with ``X86InductorQuantizer``, compiled) is faster again than PyTorch's best float
+  variant (the same network compiled in float32) at both batch sizes, with at least 99% top-1
+  agreement with the float model on the embedded test set (5,000 images); and the fastest int8
+  row of any runtime is faster than what ``optimize`` returns in float32 (which may be a runtime);
 - what ``optimize`` returns (it considers ONNX Runtime and OpenVINO too) is no slower than the best
   float32 runtime row, and within 5% of the fastest float32 row of the table, at both batch sizes
   (its time over theirs has its whole interval below 1.05).
@@ -151,6 +152,30 @@ def against_the_fastest(table, batch: int) -> list[str]:
     return verdicts
 
 
+def int8_verdicts(kept) -> tuple[list[str], list[int]]:
+    """int8 against float32 at each batch: PyTorch's int8 over its compiled float32, and the
+    fastest int8 row over what ``optimize`` returns; and the batches where PyTorch's int8 is not
+    faster (their profiles are printed)."""
+    verdicts, slower = [], []
+    for batch in sorted(GOALS):
+        table = kept[batch][0]
+        fastest_int8 = min((r for r in table if r["precision"] == "int8"), key=lambda r: r["ratio"])
+        for what, slow, fast in (
+            ("PyTorch int8 over its compiled float32", "+ compiled", INT8),
+            (
+                f"fastest int8 ({fastest_int8['name']}) over optimize's float32",
+                BEST,
+                fastest_int8["name"],
+            ),
+        ):
+            gain = stats.ratio_interval(table.times[slow], table.times[fast])  # > 1: int8 faster
+            verdicts.append(stats.verdict(gain, 1.0, claim="above"))
+            if verdicts[-1] != stats.HOLDS and fast == INT8:
+                slower.append(batch)
+            print(f"  int8,       batch {batch:2d}: {what}: {gain}x (goal > 1x: {verdicts[-1]})")
+    return verdicts, slower
+
+
 def where_runtimes_save(kept) -> None:
     """Where torch alone does not close the gap to a runtime: the profiles that say why."""
     for batch, (table, _, compiled, _, runners, x) in kept.items():
@@ -204,21 +229,13 @@ def main() -> int:
     agree, float_acc, int8_acc = agreement()
 
     print("\nSpeed-ups over torchvision eager (paired, 95% interval):")
-    verdicts, slower = [], []
+    verdicts = []
     for batch, goal in sorted(GOALS.items()):
         s = speed_up(kept[batch][0])
         verdicts.append(stats.verdict(s, goal, claim="above"))
         print(f"  best float, batch {batch:2d}: {s}x (goal >= {goal}x: {verdicts[-1]})")
-    for batch in sorted(GOALS):
-        table = kept[batch][0]
-        gain = stats.ratio_interval(table.times[BEST], table.times[INT8])  # > 1: int8 faster
-        verdicts.append(stats.verdict(gain, 1.0, claim="above"))
-        if verdicts[-1] != stats.HOLDS:
-            slower.append(batch)
-        print(
-            f"  int8,       batch {batch:2d}: {gain}x the speed of the best float "
-            f"(goal > 1x: {verdicts[-1]})"
-        )
+    more, slower = int8_verdicts(kept)
+    verdicts += more
     for batch in sorted(GOALS):
         verdicts += against_the_fastest(kept[batch][0], batch)
     verdicts.append(stats.HOLDS if agree >= AGREEMENT else stats.FAILS)
