@@ -14,7 +14,8 @@ the value is ``None``. Chapters that use the tables:
 - chapter 8 (EfficientNetV2): ``efficientnet_v2.table4``, ``efficientnet_v2.table6`` (and
   :func:`progressive_schedule`, its linear interpolation);
 - chapters 5 to 8 and 11: ``torchvision.metadata`` (parameters, GFLOPS, accuracy of the
-  pretrained weights).
+  pretrained weights);
+- chapter 13 (re-parameterisation): ``repvgg.table4``, ``mobileone.table9``.
 
 Usage: ``reference.table("shufflenet_v2.table1")`` returns a fresh :class:`~shufflelib.tables.Table`
 whose ``title`` is the source and whose ``note`` carries the caveats; ``reference.names()`` lists
@@ -35,6 +36,8 @@ _SNV2 = "ShuffleNet V2 (Ma et al., ECCV 2018, arXiv:1807.11164)"
 _SNV1 = "ShuffleNet (Zhang et al., CVPR 2018, arXiv:1707.01083)"
 _MNV2 = "MobileNetV2 (Sandler et al., CVPR 2018, arXiv:1801.04381)"
 _ENV2 = "EfficientNetV2 (Tan and Le, ICML 2021, arXiv:2104.00298)"
+_REPVGG = "RepVGG (Ding et al., CVPR 2021, arXiv:2101.03697)"
+_MOBILEONE = "MobileOne (Vasu et al., CVPR 2023, arXiv:2206.04040)"
 _SPEED = "GPU: GTX 1080Ti batches/s, ARM: Snapdragon 810 images/s"
 _CPU_LABEL = (
     "The paper labels the ARM column 'CPU (Images/sec.)' in Tables 2-4; it is the same "
@@ -407,6 +410,49 @@ _ENV2_TABLE6 = _Ref(
     ),
 )
 
+# --- RepVGG and MobileOne (chapter 13) -------------------------------------------------------
+
+_REPVGG_TABLE4 = _Ref(
+    source=f"{_REPVGG}, Table 4 (RepVGG-A on ImageNet, 120 epochs)",
+    columns=("model", "top-1 (%)", "params (M)", "FLOPs (G)"),
+    rows=(
+        ("RepVGG-A0", 72.41, 8.30, 1.4),
+        ("RepVGG-A1", 74.46, 12.78, 2.4),
+        ("RepVGG-A2", 76.48, 25.49, 5.1),
+    ),
+    note=(
+        "Params and FLOPs are those of the deployed (folded) network: one 3x3 convolution per "
+        "block. FLOPs are multiply-adds, printed to one decimal. Checked against second sources: "
+        "A0's top-1 against the authors' README (DingXiaoH/RepVGG: '72.41'), the three top-1 "
+        "values against PaddleClas's 'reference top1' (0.7241, 0.7446, 0.7648), params and FLOPs "
+        "against mmpretrain's deploy-mode counts (8.31/12.79/25.50 M, 1.36/2.37/5.12 G). The "
+        "table's GPU speeds (GTX 1080Ti) and Winograd multiplication counts are left out."
+    ),
+)
+
+_MOBILEONE_TABLE9 = _Ref(
+    source=(
+        f"{_MOBILEONE}, Table 9 (ImageNet, 224x224, trained without distillation; latency: "
+        "iPhone 12, Core ML)"
+    ),
+    columns=("model", "params (M)", "FLOPs (M)", "top-1 (%)", "latency (ms)"),
+    rows=(
+        ("MobileOne-S0", 2.1, 275, 71.4, 0.79),
+        ("MobileOne-S1", 4.8, 825, 75.9, 0.89),
+        ("MobileOne-S2", 7.8, 1299, 77.4, 1.18),
+        ("MobileOne-S3", 10.1, 1896, 78.1, 1.53),
+        ("MobileOne-S4", 14.8, 2978, 79.4, 1.86),
+    ),
+    note=(
+        "Params and FLOPs are those of the deployed (re-parameterised) network; the paper counts "
+        "FLOPs (multiply-adds) with fvcore. Checked against second sources: top-1 and latency "
+        "against the authors' README (apple/ml-mobileone, whose footnote says the latency was "
+        "measured on an iPhone 12 Pro), params of S2-S4 against Papers with Code (7.8, 10.1, "
+        "14.8 M), and the FLOPs of S2 and S3 against mmpretrain's deploy-mode counts (1.31 and "
+        "1.91 G, within 1%)."
+    ),
+)
+
 # --- torchvision (chapters 5-8, 11) -----------------------------------------------------------
 
 _TV_METADATA = _Ref(
@@ -520,17 +566,19 @@ _TABLES: dict[str, _Ref] = {
     "mobilenet_v2.table4": _MNV2_TABLE4,
     "efficientnet_v2.table4": _ENV2_TABLE4,
     "efficientnet_v2.table6": _ENV2_TABLE6,
+    "repvgg.table4": _REPVGG_TABLE4,
+    "mobileone.table9": _MOBILEONE_TABLE9,
     "torchvision.metadata": _TV_METADATA,
 }
 
 
 def names() -> list[str]:
-    """The names :func:`table` accepts, grouped by paper; chapters 4 to 8."""
+    """The names :func:`table` accepts, grouped by paper; chapters 4 to 13."""
     return list(_TABLES)
 
 
 def table(name: str) -> Table:
-    """A published table as a fresh :class:`Table`, its source in ``title``; chapters 4 to 8.
+    """A published table as a fresh :class:`Table`, its source in ``title``; chapters 4 to 13.
 
     Rows are dicts with the paper's numbers as ints and floats (``None`` where the paper prints
     none); the note holds the caveats recorded with the numbers. A name that is not a str raises

@@ -17,7 +17,7 @@ from shufflelib.cost import count_params, madds
 from shufflelib.models.fasternet import PartialConv, fasternet
 from shufflelib.models.mobilenet_v4 import mobilenet_v4
 from shufflelib.models.mobileone import MobileOneBlock, mobileone
-from shufflelib.models.reparameterize import FoldedBlock, RepBlock, identity_kernel
+from shufflelib.models.reparameterize import FoldedBlock, RepBlock, identity_kernel, structure
 from shufflelib.models.repvgg import RepVGGBlock, repvgg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -237,6 +237,53 @@ def calibrated_block(block):
     return block.eval()
 
 
+@pytest.mark.parametrize(
+    "block",
+    [
+        RepVGGBlock(8, 8, 1),  # 3x3, 1x1 (padded), identity
+        RepVGGBlock(8, 16, 2),  # stride 2: no identity
+        MobileOneBlock(8, 8, 3, 1, 8, 4),  # depthwise: 4 branches, scale, identity
+        MobileOneBlock(8, 16, 1, 1, 1, 2),  # pointwise, widening: no scale, no identity
+    ],
+)
+def test_each_branch_is_one_convolution_and_they_sum_to_the_fold(block):
+    block = calibrated_block(block)
+    x = rand(2, 8, 6, 6, seed=8)
+    pad, total = block.kernel_size // 2, 0
+    with torch.no_grad():
+        for branch in block.branches():
+            kernel, bias = block.branch_kernel_bias(branch)
+            assert kernel.shape == block.equivalent_kernel_bias()[0].shape
+            got = nn.functional.conv2d(x, kernel, bias, block.stride, pad, groups=block.groups)
+            torch.testing.assert_close(got, branch(x), rtol=1e-5, atol=1e-5)
+            total = total + got
+        torch.testing.assert_close(block.act(total), block(x), rtol=1e-5, atol=1e-5)
+    kernels, biases = zip(*(block.branch_kernel_bias(b) for b in block.branches()))
+    kernel, bias = block.equivalent_kernel_bias()
+    torch.testing.assert_close(sum(kernels), kernel, rtol=0, atol=1e-6)
+    torch.testing.assert_close(sum(biases), bias, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", REP)
+def test_structure_counts_what_the_fold_leaves(name):
+    model = zoo.build(name)
+    table = structure(model)
+    folded = zoo.reparameterize(model)
+    assert table.column("part") == ["stem"] + [f"stages.{i}" for i in range(4)]
+    blocks = [m for m in model.modules() if isinstance(m, RepBlock)]
+    assert sum(table.column("blocks")) == len(blocks) == sum(table.column("convs (deployed)"))
+    assert sum(table.column("branches")) == sum(len(b.branches()) for b in blocks)
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    assert sum(table.column("convs (train)")) == convs
+    head = sum(p.numel() for p in model.head.parameters())
+    for column, net in (("params train", model), ("params deployed", folded)):
+        total = sum(table.column(column)) * 1e3 + head
+        assert total == pytest.approx(sum(p.numel() for p in net.parameters()), abs=0.5)
+    assert table.column("width")[-1] == model.head.fc.in_features
+    with pytest.raises(TypeError, match="model"):
+        structure(zoo.build("shufflenet_v2_x0_5"))
+
+
 @pytest.mark.parametrize("groups", [1, 2, 8])
 def test_identity_kernel_returns_the_input(groups):
     x = rand(2, 8, 5, 5)
@@ -291,6 +338,12 @@ def test_the_family_builders_share_one_signature(builder):
         (lambda: RepVGGBlock(8, 8, 3), ValueError, ["stride", "3"]),
         (lambda: MobileOneBlock(8, 8, 2), ValueError, ["kernel_size", "2"]),
         (lambda: identity_kernel(8, 3, 3), ValueError, ["groups", "3", "8"]),
+        (
+            lambda: RepVGGBlock(8, 8).branch_kernel_bias(nn.BatchNorm2d(8)),
+            ValueError,
+            ["branch", "RepVGGBlock", "BatchNorm2d", ".branches()"],
+        ),
+        (lambda: RepVGGBlock(8, 8).branch_kernel_bias("conv_1x1"), TypeError, ["branch"]),
     ],
 )
 def test_bad_input(call, exc, words):

@@ -16,6 +16,8 @@ REQUIRED = [
     "mobilenet_v2.table2",
     "mobilenet_v2.table4",
     "efficientnet_v2.table4",
+    "repvgg.table4",
+    "mobileone.table9",
     "torchvision.metadata",
 ]
 
@@ -165,6 +167,26 @@ def test_torchvision_metadata():
         "acc@1"
     ] == pytest.approx(84.228)
     assert all(isinstance(p, int) for p in tv.column("params"))
+
+
+def test_reparameterised_networks_spot_values():
+    # Chapter 13 quotes these beside the zoo's repvgg_a0 and mobileone_s0 (deployed).
+    a0 = row("repvgg.table4", "model", "RepVGG-A0")
+    assert (a0["top-1 (%)"], a0["params (M)"], a0["FLOPs (G)"]) == (72.41, 8.30, 1.4)
+    assert reference.table("repvgg.table4").title.startswith(
+        "RepVGG (Ding et al., CVPR 2021, arXiv:2101.03697), Table 4"
+    )
+    s0 = row("mobileone.table9", "model", "MobileOne-S0")
+    assert (s0["params (M)"], s0["FLOPs (M)"], s0["top-1 (%)"], s0["latency (ms)"]) == (
+        2.1,
+        275,
+        71.4,
+        0.79,
+    )
+    t9 = reference.table("mobileone.table9")
+    assert t9.title.startswith("MobileOne (Vasu et al., CVPR 2023, arXiv:2206.04040), Table 9")
+    assert t9.column("model") == [f"MobileOne-S{i}" for i in range(5)]
+    assert t9.column("top-1 (%)") == sorted(t9.column("top-1 (%)"))
 
 
 def test_unknown_name_lists_the_known_ones():

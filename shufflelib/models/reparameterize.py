@@ -31,6 +31,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .. import validate
 from ..layers import init_weights
+from ..tables import Table
 
 __all__ = [
     "ConvBN",
@@ -42,6 +43,7 @@ __all__ = [
     "pad_kernel",
     "identity_kernel",
     "reparameterize",
+    "structure",
 ]
 
 SUPPORTED = "RepVGG and MobileOne (models built of RepBlock blocks)"
@@ -117,16 +119,37 @@ class RepBlock(nn.Module):
         return self.act(out)
 
     @torch.no_grad()
+    def branch_kernel_bias(self, branch: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """The kxk kernel and bias of one of this block's branches, on its own; chapter 13.
+
+        A :class:`ConvBN` branch: BatchNorm folded into its convolution (:func:`fuse_conv_bn`),
+        the kernel zero-padded to the block's kxk (:func:`pad_kernel`). The identity branch
+        (BatchNorm alone): BatchNorm folded into the kxk identity kernel
+        (:func:`identity_kernel`). A convolution with the result (stride, padding ``k // 2``
+        and groups of the block) computes what the branch computes in eval mode.
+        """
+        validate.module("branch", branch)
+        if not any(branch is b for b in self.branches()):
+            raise ValueError(
+                f"branch must be one of this {type(self).__name__}'s branches (see .branches()), "
+                f"got a {type(branch).__name__} that is not among them"
+            )
+        if isinstance(branch, ConvBN):
+            k, b = fuse_conv_bn(branch.conv.weight, branch.bn)
+            return pad_kernel(k, self.kernel_size), b
+        # the identity branch: BatchNorm alone, i.e. BatchNorm after an identity convolution
+        eye = identity_kernel(self.in_channels, self.groups, self.kernel_size, branch)
+        return fuse_conv_bn(eye, branch)
+
+    @torch.no_grad()
     def equivalent_kernel_bias(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The kxk kernel and bias of the one convolution that equals the branches' sum."""
+        """The kxk kernel and bias of the one convolution that equals the branches' sum.
+
+        The sum, in :meth:`branches` order, of every branch's :meth:`branch_kernel_bias`.
+        """
         kernel, bias = None, None
         for branch in self.branches():
-            if isinstance(branch, ConvBN):
-                k, b = fuse_conv_bn(branch.conv.weight, branch.bn)
-                k = pad_kernel(k, self.kernel_size)
-            else:  # the identity branch: BatchNorm alone, i.e. BatchNorm after an identity conv
-                eye = identity_kernel(self.in_channels, self.groups, self.kernel_size, branch)
-                k, b = fuse_conv_bn(eye, branch)
+            k, b = self.branch_kernel_bias(branch)
             kernel = k if kernel is None else kernel + k
             bias = b if bias is None else bias + b
         return kernel, bias
@@ -307,3 +330,46 @@ def reparameterize(model: nn.Module) -> nn.Module:
         parent = folded.get_submodule(parent_name)
         setattr(parent, child, getattr(parent, child).fold())
     return folded
+
+
+def _deployed_params(block: RepBlock) -> int:
+    """The parameters of ``block`` folded: one kxk kernel (of its groups) and a bias."""
+    per_group = block.in_channels // block.groups
+    return block.out_channels * per_group * block.kernel_size**2 + block.out_channels
+
+
+def structure(model: nn.Module) -> Table:
+    """RepVGG's or MobileOne's parts before and after folding, one row per part; chapter 13.
+
+    A part is the ``stem`` or one of the ``stages``. Columns: the RepBlocks in it, their
+    output width, the linear branches they sum at training time, the convolutions and
+    BatchNorms they run at training time, the convolutions left after :func:`reparameterize`
+    (one per block), and the parameters of the part in both forms (thousands; the head, a
+    pooled linear classifier, is the same in both and is left out). Counted from the modules,
+    nothing is run.
+    """
+    validate.instance("model", model, RepNet)
+    parts = [("stem", model.stem)] + [(f"stages.{i}", s) for i, s in enumerate(model.stages)]
+    rows = []
+    for name, part in parts:
+        blocks = [m for m in part.modules() if isinstance(m, RepBlock)]
+        modules = list(part.modules())
+        rows.append(
+            {
+                "part": name,
+                "blocks": len(blocks),
+                "width": blocks[-1].out_channels,
+                "branches": sum(len(b.branches()) for b in blocks),
+                "convs (train)": sum(isinstance(m, nn.Conv2d) for m in modules),
+                "BNs (train)": sum(isinstance(m, nn.BatchNorm2d) for m in modules),
+                "convs (deployed)": len(blocks),
+                "params train": sum(p.numel() for p in part.parameters()) / 1e3,
+                "params deployed": sum(_deployed_params(b) for b in blocks) / 1e3,
+            }
+        )
+    return Table(
+        rows,
+        title=f"{type(model).__name__}: training-time branches against the deployed convolutions",
+        note="params: the stem and stages (the classifier head is the same in both forms)",
+        units={"params train": "k", "params deployed": "k"},
+    )
