@@ -31,6 +31,7 @@ from . import models, reference, stats, validate
 from .bench import MIN_ROUNDS, compare, compare_modules, inference_copy, sampling_arguments
 from .cost import count_params, mac, madds
 from .deploy.transforms import fold_bn as fold_batchnorm
+from .deploy.transforms import to_channels_last
 from .env import pick_device
 from .models.fasternet import FASTERNET_CONFIGS, PartialConv
 from .tables import Table
@@ -143,12 +144,15 @@ def _time_convs(
     threads: int | None,
     min_run_time: float,
     sampling: dict[str, Any],
+    channels_last: bool = False,
 ) -> Table:
     """The convolutions of one map timed side by side on their own inputs (bench.compare)."""
     gen = torch.Generator().manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     calls = {}
     for name, (module, shape) in convs.items():
-        module, x = module.to(device), torch.randn(*shape, generator=gen).to(device)
+        x = torch.randn(*shape, generator=gen).to(device, memory_format=layout)
+        module = module.to(device, memory_format=layout)
         calls[name] = lambda m=module, x=x: m(x)
     return compare(
         calls,
@@ -195,6 +199,7 @@ def achieved_flops(
     batch: int = 1,
     n_div: int = 4,
     match: str = "flops",
+    channels_last: bool = False,
     device: torch.device | str | None = None,
     threads: int | None = None,
     rounds: int = MIN_ROUNDS,
@@ -210,11 +215,13 @@ def achieved_flops(
     ``max_rounds``, ``target``, ``max_seconds`` (default 3 s per map), ``estimator``). One row
     per convolution and map: ``achieved`` is multiply-adds over the median time, and ``FLOPS /
     depthwise`` its achieved FLOPS over the depthwise one's, paired by round, with its 95%
-    interval (``low``, ``high``). The table keeps ``times`` (map -> name -> per-round seconds).
+    interval (``low``, ``high``). ``channels_last`` times every input and weight in NHWC memory
+    (the counts do not change). The table keeps ``times`` (map -> name -> per-round seconds).
     """
     maps = _check_maps(maps)
     validate.integer("batch", batch, minimum=1)
     validate.choice("match", match, MATCHES)
+    validate.flag("channels_last", channels_last)
     validate.number("min_run_time", min_run_time, above=0)
     if threads is not None:
         validate.integer("threads", threads, minimum=1)
@@ -226,12 +233,13 @@ def achieved_flops(
     }  # every map built (and its arguments checked) before any timing
     rows, times, note = [], {}, ""
     for label, group in convs.items():
-        timed = _time_convs(group, device, threads, min_run_time, sampling)
+        timed = _time_convs(group, device, threads, min_run_time, sampling, channels_last)
         times[label], note = timed.times, timed.note
         rows += _conv_rows(label, group, timed.times)
     title = (
         f"3x3 convolutions at equal {'FLOPs' if match == 'flops' else 'width'} "
-        f"(PConv c_p = c/{n_div}), batch {batch}, float32, {device}"
+        f"(PConv c_p = c/{n_div}), batch {batch}, float32, "
+        f"{'channels-last' if channels_last else 'NCHW'}, {device}"
     )
     table = Table(rows, title=title, note=note, units=_CONV_UNITS)
     table.times = times
@@ -286,14 +294,15 @@ def operator_verdicts(table: Table) -> Table:
 
 
 def _inference_nets(
-    names: Sequence[str], image_size: int, fold_bn: bool, device: torch.device
+    names: Sequence[str], image_size: int, fold_bn: bool, channels_last: bool, device: torch.device
 ) -> tuple[dict[str, nn.Module], dict[str, tuple[int, int]]]:
     """Each zoo network in eval mode on ``device`` (BN folded), with its params and MAdds."""
     nets, counts = {}, {}
     for name in names:
         model = models.build(name).eval()
         counts[name] = (count_params(model), madds(model, (1, 3, image_size, image_size)))
-        nets[name] = inference_copy(fold_batchnorm(model) if fold_bn else model, device)
+        model = fold_batchnorm(model) if fold_bn else model
+        nets[name] = inference_copy(to_channels_last(model) if channels_last else model, device)
     return nets, counts
 
 
@@ -328,6 +337,7 @@ def network_flops(
     *,
     image_size: int = 224,
     fold_bn: bool = True,
+    channels_last: bool = False,
     device: torch.device | str | None = None,
     threads: int | None = 1,
     rounds: int = MIN_ROUNDS,
@@ -341,26 +351,32 @@ def network_flops(
     interleaved rounds (:func:`shufflelib.bench.compare_modules`; one CPU thread by default, as
     the paper's CPU column). ``MAdds`` are per image; ``achieved`` is the batch's multiply-adds
     over its median time; ``time / <first>`` is the time over the first network's with its 95%
-    interval (``low``, ``high``). The table keeps ``times`` (batch -> name -> seconds).
+    interval (``low``, ``high``). ``channels_last`` runs every network and input in NHWC
+    memory (:func:`shufflelib.deploy.transforms.to_channels_last`). The table keeps ``times``
+    (batch -> name -> per-round seconds).
     """
     names = validate.choices("names", names, models.names())
     batch_sizes = validate.shape("batch_sizes", batch_sizes)
     validate.integer("image_size", image_size, minimum=32)
     validate.flag("fold_bn", fold_bn)
+    validate.flag("channels_last", channels_last)
     validate.number("min_run_time", min_run_time, above=0)
     if threads is not None:
         validate.integer("threads", threads, minimum=1)
     sampling = sampling_arguments(rounds, {"max_seconds": 10.0, **sampling})
     device = pick_device(device)
-    nets, counts = _inference_nets(names, image_size, fold_bn, device)
+    nets, counts = _inference_nets(names, image_size, fold_bn, channels_last, device)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     rows, times, note = [], {}, ""
     for batch in batch_sizes:
         x = torch.randn(batch, 3, image_size, image_size, device=device)
+        x = x.contiguous(memory_format=layout)
         timed = compare_modules(nets, x, min_run_time=min_run_time, threads=threads, **sampling)
         times[batch], note = timed.times, timed.note
         rows += _network_rows(names, batch, counts, timed)
     folded = "BatchNorm folded" if fold_bn else "BatchNorm as trained"
-    title = f"zoo networks at {image_size}x{image_size}, eval mode, {folded}, {device}"
+    layout = "channels-last" if channels_last else "NCHW"
+    title = f"zoo networks at {image_size}x{image_size}, eval mode, {folded}, {layout}, {device}"
     units = {"params": "M", "MAdds": "M", "median": "ms", "IQR": "ms", "achieved": "GMAdd/s"}
     table = Table(rows, title=title, note=note, units=units)
     table.times = times

@@ -71,6 +71,15 @@ def test_achieved_flops_counts_times_and_compares():
             assert row["FLOPS / depthwise"] == 1.0
     assert len({r["MAdds"] for r in table if r["map"] == "16\u00d76\u00d76"}) == 1
     assert "interleaved round" in table.note and torch.__version__ in table.note
+    assert "NCHW" in table.title
+
+
+def test_achieved_flops_in_channels_last_counts_the_same():
+    nchw = achieved.achieved_flops(((8, 4),), **FAST)
+    nhwc = achieved.achieved_flops(((8, 4),), channels_last=True, **FAST)
+    assert "channels-last" in nhwc.title
+    for column in ("MAdds", "MAC", "intensity"):
+        assert nchw.column(column) == nhwc.column(column)
 
 
 def _timed_ops(label: str, seconds: dict[str, list[float]]) -> Table:
@@ -102,7 +111,8 @@ def test_operator_verdicts_decide_from_paired_rounds():
 
 def test_network_flops_and_its_verdicts():
     names = ("shufflenet_v2_x0_5", "fasternet_t0")
-    table = achieved.network_flops(names, (1, 2), image_size=32, **FAST)
+    table = achieved.network_flops(names, (1, 2), image_size=32, channels_last=True, **FAST)
+    assert "channels-last" in table.title
     assert table.column("model") == list(names) * 2 and table.column("batch") == [1, 1, 2, 2]
     assert table.unit("achieved") == "GMAdd/s" and "BatchNorm folded" in table.title
     for row in table:
@@ -175,6 +185,8 @@ BAD = [
     (lambda: achieved.network_flops(("nope",)), ValueError, "names[0]", "'nope'"),
     (lambda: achieved.network_flops(batch_sizes=(0,)), ValueError, "batch_sizes", "(0,)"),
     (lambda: achieved.network_flops(fold_bn=1), TypeError, "fold_bn", "1"),
+    (lambda: achieved.network_flops(channels_last=0), TypeError, "channels_last", "0"),
+    (lambda: achieved.achieved_flops(channels_last="yes"), TypeError, "channels_last", "'yes'"),
     (lambda: achieved.network_flops(image_size=8), ValueError, "image_size", "8"),
     (lambda: achieved.published_sizes(("t9",)), ValueError, "variants[0]", "'t9'"),
     (lambda: achieved.published_sizes(tolerance=0), ValueError, "tolerance", "0"),
