@@ -127,15 +127,27 @@ def _spread(seconds: Sequence[float]) -> tuple[float, float]:
 
 
 def _flops_ratio(
-    times: Mapping[str, Sequence[float]], work: Mapping[str, float], a: str, b: str
+    times: Mapping[str, Sequence[float]],
+    work: Mapping[str, float],
+    a: str,
+    b: str,
+    how: Mapping[str, Any],
 ) -> stats.Interval:
     """Achieved FLOPS of ``a`` over ``b``'s, paired by round: ``(work_a / work_b) (t_b / t_a)``.
 
     At equal work this is the inverse time ratio; its interval is the time ratio's, scaled.
+    ``how`` holds the ``estimator`` and ``confidence`` the timings were sampled for.
     """
-    iv = stats.ratio_interval(times[b], times[a], estimator="median")
+    iv = stats.ratio_interval(times[b], times[a], **how)
     k = work[a] / work[b]
-    return stats.Interval(k * iv.estimate, k * iv.low, k * iv.high, iv.n, iv.confidence)
+    return stats.Interval(
+        k * iv.estimate, k * iv.low, k * iv.high, iv.n, iv.confidence, iv.estimator
+    )
+
+
+def _how(sampling: Mapping[str, Any]) -> dict[str, Any]:
+    """The estimator and confidence of :func:`shufflelib.bench.compare`'s sampling arguments."""
+    return {"estimator": sampling["estimator"], "confidence": sampling["confidence"]}
 
 
 def _time_convs(
@@ -166,14 +178,17 @@ def _time_convs(
 
 
 def _conv_rows(
-    label: str, convs: Mapping[str, tuple[nn.Module, tuple[int, ...]]], times: Mapping[str, Any]
+    label: str,
+    convs: Mapping[str, tuple[nn.Module, tuple[int, ...]]],
+    times: Mapping[str, Any],
+    how: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     work = {name: madds(m, shape) for name, (m, shape) in convs.items()}
     rows = []
     for name, (module, shape) in convs.items():
         moved = mac(module, shape).bytes
         median, iqr = _spread(times[name])
-        iv = _flops_ratio(times, work, name, "depthwise")
+        iv = _flops_ratio(times, work, name, "depthwise", how)
         rows.append(
             {
                 "map": label,
@@ -216,7 +231,8 @@ def achieved_flops(
     per convolution and map: ``achieved`` is multiply-adds over the median time, and ``FLOPS /
     depthwise`` its achieved FLOPS over the depthwise one's, paired by round, with its 95%
     interval (``low``, ``high``). ``channels_last`` times every input and weight in NHWC memory
-    (the counts do not change). The table keeps ``times`` (map -> name -> per-round seconds).
+    (the counts do not change). The table keeps ``times`` (map -> name -> per-round seconds)
+    and ``how`` (the estimator and confidence of the intervals).
     """
     maps = _check_maps(maps)
     validate.integer("batch", batch, minimum=1)
@@ -235,21 +251,22 @@ def achieved_flops(
     for label, group in convs.items():
         timed = _time_convs(group, device, threads, min_run_time, sampling, channels_last)
         times[label], note = timed.times, timed.note
-        rows += _conv_rows(label, group, timed.times)
+        rows += _conv_rows(label, group, timed.times, _how(sampling))
     title = (
         f"3x3 convolutions at equal {'FLOPs' if match == 'flops' else 'width'} "
         f"(PConv c_p = c/{n_div}), batch {batch}, float32, "
         f"{'channels-last' if channels_last else 'NCHW'}, {device}"
     )
     table = Table(rows, title=title, note=note, units=_CONV_UNITS)
-    table.times = times
+    table.times, table.how = times, _how(sampling)
     return table
 
 
 def _check_timed(name: str, table: object, column: str) -> Table:
     if not isinstance(table, Table):
         raise TypeError(f"{name} must be a shufflelib Table, got {validate.show(table)}")
-    if column not in table.columns or not isinstance(getattr(table, "times", None), dict):
+    timed = isinstance(getattr(table, "times", None), dict) and hasattr(table, "how")
+    if column not in table.columns or not timed:
         raise ValueError(
             f"{name} must be the Table that {column!r} timings came in, got {table.title!r}"
         )
@@ -277,7 +294,7 @@ def operator_verdicts(table: Table) -> Table:
     for label, times in table.times.items():
         work = {r["convolution"]: r["MAdds"] for r in table if r["map"] == label}
         for a, b in (("partial", "depthwise"), ("regular", "partial")):
-            iv = _flops_ratio(times, work, a, b)
+            iv = _flops_ratio(times, work, a, b, table.how)
             rows.append(
                 {
                     "map": label,
@@ -353,7 +370,7 @@ def network_flops(
     over its median time; ``time / <first>`` is the time over the first network's with its 95%
     interval (``low``, ``high``). ``channels_last`` runs every network and input in NHWC
     memory (:func:`shufflelib.deploy.transforms.to_channels_last`). The table keeps ``times``
-    (batch -> name -> per-round seconds).
+    (batch -> name -> per-round seconds) and ``how`` (the estimator and confidence).
     """
     names = validate.choices("names", names, models.names())
     batch_sizes = validate.shape("batch_sizes", batch_sizes)
@@ -379,7 +396,7 @@ def network_flops(
     title = f"zoo networks at {image_size}x{image_size}, eval mode, {folded}, {layout}, {device}"
     units = {"params": "M", "MAdds": "M", "median": "ms", "IQR": "ms", "achieved": "GMAdd/s"}
     table = Table(rows, title=title, note=note, units=units)
-    table.times = times
+    table.times, table.how = times, _how(sampling)
     return table
 
 
@@ -409,8 +426,8 @@ def network_verdicts(table: Table) -> Table:
         work = {r["model"]: r["MAdds"] for r in table if r["batch"] == batch}
         for other in [m for m in work if m != first]:
             paper = _paper_network_ratios(first, other) if batch == 1 else (None, None)
-            faster = stats.ratio_interval(times[other], times[first])
-            more = _flops_ratio(times, work, first, other)
+            faster = stats.ratio_interval(times[other], times[first], **table.how)
+            more = _flops_ratio(times, work, first, other, table.how)
             for claim, iv, published in (("is faster", faster, paper[0]),
                                          ("achieves more FLOPS", more, paper[1])):  # fmt: skip
                 rows.append(

@@ -85,7 +85,7 @@ def test_achieved_flops_in_channels_last_counts_the_same():
 def _timed_ops(label: str, seconds: dict[str, list[float]]) -> Table:
     rows = [{"map": label, "convolution": n, "MAdds": 1.0} for n in seconds]
     table = Table(rows)
-    table.times = {label: seconds}
+    table.times, table.how = {label: seconds}, {"estimator": "median", "confidence": 0.95}
     return table
 
 
@@ -122,6 +122,7 @@ def test_network_flops_and_its_verdicts():
     assert table[0]["time / shufflenet_v2_x0_5"] == 1.0
     verdicts = achieved.network_verdicts(table)
     assert len(verdicts) == 4 and set(verdicts.column("verdict")) <= set(stats.VERDICTS)
+    assert table.how == {"estimator": "median", "confidence": 0.95}
 
 
 def test_network_verdicts_scale_the_time_ratio_by_the_work():
@@ -131,6 +132,7 @@ def test_network_verdicts_scale_the_time_ratio_by_the_work():
     ]
     table = Table(rows)
     table.times = {1: {"fasternet_t0": [1.0, 1.1, 0.9] * 3, "mobilenet_v2": [1.5, 1.65, 1.35] * 3}}
+    table.how = {"estimator": "median", "confidence": 0.95}
     faster, flops = achieved.network_verdicts(table)
     assert faster["claim"] == "fasternet_t0 is faster than mobilenet_v2"
     assert faster["ratio"] == pytest.approx(1.5) and faster["verdict"] == stats.HOLDS
