@@ -208,6 +208,22 @@ def _conv_rows(
     return rows
 
 
+def _timing(
+    channels_last: object,
+    min_run_time: object,
+    threads: object,
+    rounds: int,
+    sampling: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The timing arguments shared by the experiments, checked before any work; the sampling
+    arguments of :func:`shufflelib.bench.compare` with ``rounds``."""
+    validate.flag("channels_last", channels_last)
+    validate.number("min_run_time", min_run_time, above=0)
+    if threads is not None:
+        validate.integer("threads", threads, minimum=1)
+    return sampling_arguments(rounds, sampling)
+
+
 def achieved_flops(
     maps: Sequence[tuple[int, int]] = PAPER_MAPS,
     *,
@@ -237,11 +253,9 @@ def achieved_flops(
     maps = _check_maps(maps)
     validate.integer("batch", batch, minimum=1)
     validate.choice("match", match, MATCHES)
-    validate.flag("channels_last", channels_last)
-    validate.number("min_run_time", min_run_time, above=0)
-    if threads is not None:
-        validate.integer("threads", threads, minimum=1)
-    sampling = sampling_arguments(rounds, {"max_seconds": 3.0, **sampling})
+    sampling = _timing(
+        channels_last, min_run_time, threads, rounds, {"max_seconds": 3.0, **sampling}
+    )
     device = pick_device(device)
     convs = {
         f"{c}\u00d7{s}\u00d7{s}": equal_flops_convs(c, s, batch=batch, n_div=n_div, match=match)
@@ -376,11 +390,9 @@ def network_flops(
     batch_sizes = validate.shape("batch_sizes", batch_sizes)
     validate.integer("image_size", image_size, minimum=32)
     validate.flag("fold_bn", fold_bn)
-    validate.flag("channels_last", channels_last)
-    validate.number("min_run_time", min_run_time, above=0)
-    if threads is not None:
-        validate.integer("threads", threads, minimum=1)
-    sampling = sampling_arguments(rounds, {"max_seconds": 10.0, **sampling})
+    sampling = _timing(
+        channels_last, min_run_time, threads, rounds, {"max_seconds": 10.0, **sampling}
+    )
     device = pick_device(device)
     nets, counts = _inference_nets(names, image_size, fold_bn, channels_last, device)
     layout = torch.channels_last if channels_last else torch.contiguous_format

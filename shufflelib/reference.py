@@ -490,15 +490,7 @@ _FN_TABLE1 = _Ref(
 
 _FN_TABLE3 = _Ref(
     source=f"{_FN}, Table 3 (ImageNet-1k; {_FN_DEVICES})",
-    columns=(
-        "network",
-        "params",
-        "FLOPs",
-        "GPU throughput",
-        "CPU latency",
-        "ARM latency",
-        "top-1",
-    ),
+    columns=("network", "params", "FLOPs", "GPU throughput", "CPU latency", "ARM latency", "top-1"),
     rows=(
         ("ShuffleNetV2 x1.5", 3.5, 0.30, 4878, 12.1, 266, 72.6),
         ("MobileNetV2", 3.5, 0.31, 4198, 12.2, 442, 72.0),
