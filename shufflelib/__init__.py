@@ -44,6 +44,7 @@ MODULES = (
     "sweeps",
     "ladder",
     "metrics",
+    "achieved",
     "train",
     "results",
     "plot",

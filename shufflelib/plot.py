@@ -52,6 +52,7 @@ __all__ = [
     "history",
     "pareto",
     "seed_band",
+    "achieved_roofline",
 ]
 
 WIDTH = 6.6  # inches: the content column of a book page at 1280 px is about 690 px
@@ -721,4 +722,41 @@ def seed_band(
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(loc="lower right")
     ax.set_title(title or "Test accuracy per epoch over seeds")
+    return fig
+
+
+def achieved_roofline(roof: Roofline, table: Table, title: str = "") -> Figure:
+    """3x3 convolutions on this machine's roofline: colour per convolution, marker per map;
+    chapter 12. Takes :func:`shufflelib.achieved.achieved_flops`'s table (``intensity`` in
+    MAdd/byte, ``achieved`` in GMAdd/s); a point's height is the FLOPS it achieved, and the gap
+    to the roofline above it what it leaves on the table."""
+    title = title or (
+        f"3x3 convolutions on the roofline of this machine ({roof.device}): peak "
+        f"{roof.peak_madds / 1e9:.0f} GMAdd/s, ridge at {roof.ridge:.1f} MAdd/byte"
+    )
+    fig, ax = figure(height=4.8, title=title)
+    _roof_lines(ax, roof, table.column("intensity"))
+    kinds = list(dict.fromkeys(table.column("convolution")))
+    maps = list(dict.fromkeys(table.column("map")))
+    for r in table:
+        ax.plot(
+            r["intensity"],
+            r["achieved"],
+            _MARKERS[maps.index(r["map"]) % len(_MARKERS)],
+            color=f"C{kinds.index(r['convolution']) % 10}",
+            ms=8,
+        )
+    ax.set_xlabel(f"arithmetic intensity ({table.unit('intensity')} of MAC, log scale)")
+    ax.set_ylabel(f"achieved FLOPS ({table.unit('achieved')}, log scale)")
+    handles = [
+        plt.Line2D([], [], color=f"C{k % 10}", marker="o", ls="", label=f"{kind} 3x3")
+        for k, kind in enumerate(kinds)
+    ] + [
+        plt.Line2D(
+            [], [], color="0.3", marker=_MARKERS[m % len(_MARKERS)], ls="", label=f"map {name}"
+        )
+        for m, name in enumerate(maps)
+    ]
+    lines, _ = ax.get_legend_handles_labels()
+    _key_below(fig, lines + handles, columns=3)
     return fig

@@ -13,6 +13,7 @@ the value is ``None``. Chapters that use the tables:
 - chapter 7 (ShuffleNet V2): ``shufflenet_v2.table5``, ``shufflenet_v2.table8``;
 - chapter 8 (EfficientNetV2): ``efficientnet_v2.table4``, ``efficientnet_v2.table6`` (and
   :func:`progressive_schedule`, its linear interpolation);
+- chapter 12 (FasterNet): ``fasternet.table1`` (operators), ``fasternet.table3`` (ImageNet);
 - chapters 5 to 8 and 11: ``torchvision.metadata`` (parameters, GFLOPS, accuracy of the
   pretrained weights);
 - chapter 13 (re-parameterisation): ``repvgg.table4``, ``mobileone.table9``.
@@ -36,6 +37,7 @@ _SNV2 = "ShuffleNet V2 (Ma et al., ECCV 2018, arXiv:1807.11164)"
 _SNV1 = "ShuffleNet (Zhang et al., CVPR 2018, arXiv:1707.01083)"
 _MNV2 = "MobileNetV2 (Sandler et al., CVPR 2018, arXiv:1801.04381)"
 _ENV2 = "EfficientNetV2 (Tan and Le, ICML 2021, arXiv:2104.00298)"
+_FN = "FasterNet (Chen et al., CVPR 2023, arXiv:2303.03667)"
 _REPVGG = "RepVGG (Ding et al., CVPR 2021, arXiv:2101.03697)"
 _MOBILEONE = "MobileOne (Vasu et al., CVPR 2023, arXiv:2206.04040)"
 _SPEED = "GPU: GTX 1080Ti batches/s, ARM: Snapdragon 810 images/s"
@@ -51,13 +53,17 @@ class _Ref:
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
     note: str = ""
+    units: tuple[tuple[str, str], ...] = ()  # (column, unit): typed columns, bare names
 
     def build(self) -> Table:
         for row in self.rows:  # a guard on the transcription below, not on user input
             if len(row) != len(self.columns):
                 raise RuntimeError(f"row {row!r} does not match columns {self.columns!r}")
         return Table(
-            (dict(zip(self.columns, row)) for row in self.rows), title=self.source, note=self.note
+            (dict(zip(self.columns, row)) for row in self.rows),
+            title=self.source,
+            note=self.note,
+            units=dict(self.units),
         )
 
 
@@ -410,6 +416,120 @@ _ENV2_TABLE6 = _Ref(
     ),
 )
 
+# --- FasterNet (chapter 12) -------------------------------------------------------------------
+
+_FN_DEVICES = (
+    "GPU: RTX 2080Ti, batch 32; CPU: Intel i9-9900X, one thread, batch 1; "
+    "ARM: Cortex-A72, one thread, batch 1"
+)
+
+_FN_TABLE1 = _Ref(
+    source=f"{_FN}, Table 1 (3x3 operators, 10 stacked layers; {_FN_DEVICES})",
+    columns=(
+        "operator",
+        "map",
+        "FLOPs",
+        "GPU throughput",
+        "GPU FLOPS",
+        "CPU latency",
+        "CPU FLOPS",
+        "ARM latency",
+        "ARM FLOPS",
+    ),
+    rows=(
+        ("Conv 3x3", "96\u00d756\u00d756", 2601, 3010, 7824, 35.67, 72.90, 779.57, 3.33),
+        ("Conv 3x3", "192\u00d728\u00d728", 2601, 4893, 12717, 28.41, 91.53, 619.64, 4.19),
+        ("Conv 3x3", "384\u00d714\u00d714", 2601, 4558, 11854, 31.85, 81.66, 595.09, 4.37),
+        ("Conv 3x3", "768\u00d77\u00d77", 2601, 3159, 8212, 62.71, 41.47, 662.17, 3.92),
+        ("GConv 3x3 (16 groups)", "96\u00d756\u00d756", 162, 2888, 469, 21.90, 7.42, 166.30, 0.97),
+        (
+            "GConv 3x3 (16 groups)",
+            "192\u00d728\u00d728",
+            162,
+            10811,
+            1754,
+            7.58,
+            21.44,
+            96.22,
+            1.68,
+        ),
+        (
+            "GConv 3x3 (16 groups)",
+            "384\u00d714\u00d714",
+            162,
+            15534,
+            2514,
+            4.40,
+            36.88,
+            63.57,
+            2.55,
+        ),
+        ("GConv 3x3 (16 groups)", "768\u00d77\u00d77", 162, 16000, 2598, 4.28, 37.97, 65.20, 2.49),
+        ("DWConv 3x3", "96\u00d756\u00d756", 27.09, 11940, 323, 3.59, 7.52, 108.70, 0.24),
+        ("DWConv 3x3", "192\u00d728\u00d728", 13.54, 23358, 315, 1.97, 6.86, 82.01, 0.16),
+        ("DWConv 3x3", "384\u00d714\u00d714", 6.77, 46377, 313, 1.06, 6.35, 94.89, 0.07),
+        ("DWConv 3x3", "768\u00d77\u00d77", 3.38, 88889, 302, 0.68, 4.93, 150.89, 0.02),
+        ("PConv 3x3", "96\u00d756\u00d756", 162, 9215, 1493, 5.46, 29.67, 85.30, 1.90),
+        ("PConv 3x3", "192\u00d728\u00d728", 162, 14360, 2326, 3.09, 52.43, 66.46, 2.44),
+        ("PConv 3x3", "384\u00d714\u00d714", 162, 24408, 3954, 3.58, 45.25, 49.98, 3.24),
+        ("PConv 3x3", "768\u00d77\u00d77", 162, 32866, 5324, 5.02, 32.27, 48.30, 3.35),
+    ),
+    note=(
+        "'map' is channels x height x width; every operator keeps the map's width (PConv with "
+        "r = 1/4), so their FLOPs differ. FLOPs are multiply-adds of the 10 layers (the paper's "
+        "footnote 1); FLOPS are multiply-adds per second (G/s). The paper's averages over the "
+        "four maps: CPU FLOPS 71.89 (Conv), 25.93 (GConv), 6.42 (DWConv), 39.91 (PConv)."
+    ),
+    units=(
+        ("FLOPs", "M"),
+        ("GPU throughput", "images/s"),
+        ("GPU FLOPS", "G/s"),
+        ("CPU latency", "ms"),
+        ("CPU FLOPS", "G/s"),
+        ("ARM latency", "ms"),
+        ("ARM FLOPS", "G/s"),
+    ),
+)
+
+_FN_TABLE3 = _Ref(
+    source=f"{_FN}, Table 3 (ImageNet-1k; {_FN_DEVICES})",
+    columns=("network", "params", "FLOPs", "GPU throughput", "CPU latency", "ARM latency", "top-1"),
+    rows=(
+        ("ShuffleNetV2 x1.5", 3.5, 0.30, 4878, 12.1, 266, 72.6),
+        ("MobileNetV2", 3.5, 0.31, 4198, 12.2, 442, 72.0),
+        ("MobileViT-XXS", 1.3, 0.42, 2393, 30.8, 348, 69.0),
+        ("EdgeNeXt-XXS", 1.3, 0.26, 2765, 15.7, 239, 71.2),
+        ("FasterNet-T0", 3.9, 0.34, 6807, 9.2, 143, 71.9),
+        ("GhostNet x1.3", 7.4, 0.24, 2988, 17.9, 481, 75.7),
+        ("ShuffleNetV2 x2", 7.4, 0.59, 3339, 17.8, 403, 74.9),
+        ("MobileNetV2 x1.4", 6.1, 0.60, 2711, 22.6, 650, 74.7),
+        ("MobileViT-XS", 2.3, 1.05, 1392, 40.8, 648, 74.8),
+        ("EdgeNeXt-XS", 2.3, 0.54, 1738, 24.4, 434, 75.0),
+        ("PVT-Tiny", 13.2, 1.94, 1266, 55.6, 708, 75.1),
+        ("FasterNet-T1", 7.6, 0.85, 3782, 17.7, 285, 76.2),
+        ("CycleMLP-B1", 15.2, 2.10, 865, 116.1, 892, 79.1),
+        ("PoolFormer-S12", 11.9, 1.82, 1439, 49.0, 665, 77.2),
+        ("MobileViT-S", 5.6, 2.03, 1039, 56.7, 941, 78.4),
+        ("EdgeNeXt-S", 5.6, 1.26, 1128, 39.2, 743, 79.4),
+        ("ResNet50", 25.6, 4.11, 959, 73.0, 1131, 78.8),
+        ("FasterNet-T2", 15.0, 1.91, 1991, 33.5, 497, 78.9),
+    ),
+    note=(
+        "The first three groups of the table (up to FasterNet-T2). FLOPs are multiply-adds "
+        "(the paper's footnote 1); BatchNorm is merged into the convolutions for every timing. "
+        "The appendix's Table 8 (architectures) prints 1.90 G for FasterNet-T2, as does the "
+        "official repository's README (github.com/JierunChen/FasterNet); Table 3 prints 1.91."
+    ),
+    units=(
+        ("params", "M"),
+        ("FLOPs", "G"),
+        ("GPU throughput", "images/s"),
+        ("CPU latency", "ms"),
+        ("ARM latency", "ms"),
+        ("top-1", "%"),
+    ),
+)
+
 # --- RepVGG and MobileOne (chapter 13) -------------------------------------------------------
 
 _REPVGG_TABLE4 = _Ref(
@@ -449,7 +569,8 @@ _MOBILEONE_TABLE9 = _Ref(
         "against the authors' README (apple/ml-mobileone, whose footnote says the latency was "
         "measured on an iPhone 12 Pro), params of S2-S4 against Papers with Code (7.8, 10.1, "
         "14.8 M), and the FLOPs of S2 and S3 against mmpretrain's deploy-mode counts (1.31 and "
-        "1.91 G, within 1%)."
+        "1.91 G, within 1%). S1's params and the FLOPs of S1 and S4 were not checked against a "
+        "second source."
     ),
 )
 
@@ -566,6 +687,8 @@ _TABLES: dict[str, _Ref] = {
     "mobilenet_v2.table4": _MNV2_TABLE4,
     "efficientnet_v2.table4": _ENV2_TABLE4,
     "efficientnet_v2.table6": _ENV2_TABLE6,
+    "fasternet.table1": _FN_TABLE1,
+    "fasternet.table3": _FN_TABLE3,
     "repvgg.table4": _REPVGG_TABLE4,
     "mobileone.table9": _MOBILEONE_TABLE9,
     "torchvision.metadata": _TV_METADATA,

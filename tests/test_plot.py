@@ -340,6 +340,31 @@ def test_the_style_is_the_books_and_can_be_set_again():
     plt.close(fig)
 
 
+def test_achieved_roofline_colours_each_convolution_and_marks_each_map():
+    roof = Roofline(peak_madds=1e11, bandwidth=1e10, device="cpu", matmul_size=64, copy_bytes=1)
+    table = Table(
+        [
+            {"map": m, "convolution": c, "intensity": i, "achieved": a}
+            for m in ("96\u00d756\u00d756", "768\u00d77\u00d77")
+            for c, i, a in (
+                ("regular", 20.0, 50.0),
+                ("depthwise", 1.1, 3.0),
+                ("partial", 5.0, 20.0),
+            )
+        ],
+        units={"intensity": "MAdd/byte", "achieved": "GMAdd/s"},
+    )
+    fig = plot.achieved_roofline(roof, table)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    points = [line for line in ax.lines if len(line.get_xdata()) == 1]
+    assert len(points) == 6 and len({line.get_color() for line in points}) == 3
+    assert "GMAdd/s" in ax.get_ylabel() and "MAdd/byte" in ax.get_xlabel()
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "partial 3x3" in labels and "map 768\u00d77\u00d77" in labels
+    labelled(fig)
+
+
 FUNCTIONS = [n for n in plot.__all__ if callable(getattr(plot, n))]
 
 
