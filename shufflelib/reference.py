@@ -18,7 +18,8 @@ the value is ``None``. Chapters that use the tables:
 
 Usage: ``reference.table("shufflenet_v2.table1")`` returns a fresh :class:`~shufflelib.tables.Table`
 whose ``title`` is the source and whose ``note`` carries the caveats; ``reference.names()`` lists
-the tables.
+the tables. A column is keyed by its name and a measured quantity declares its unit, as every
+table of the book does (``table("mobilenet_v2.table4").unit("CPU")`` is "ms").
 """
 
 from __future__ import annotations
@@ -48,14 +49,14 @@ class _Ref:
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
     note: str = ""
+    units: tuple[tuple[str, str], ...] = ()  # (column, unit) pairs: ("err", "%")
 
     def build(self) -> Table:
         for row in self.rows:  # a guard on the transcription below, not on user input
             if len(row) != len(self.columns):
                 raise RuntimeError(f"row {row!r} does not match columns {self.columns!r}")
-        return Table(
-            (dict(zip(self.columns, row)) for row in self.rows), title=self.source, note=self.note
-        )
+        rows = (dict(zip(self.columns, row)) for row in self.rows)
+        return Table(rows, title=self.source, note=self.note, units=dict(self.units))
 
 
 # --- ShuffleNet V2, Sec. 2: the guideline experiments (chapter 4) -----------------------------
@@ -192,7 +193,8 @@ _SNV2_TABLE8 = _Ref(
         f"{_SNV2}, Table 8 (ImageNet val, single center crop; GPU: GTX 1080Ti batch 8, "
         "batches/s; ARM: Snapdragon 810 batch 1, images/s)"
     ),
-    columns=("model", "input", "MFLOPs", "top-1 err (%)", "GPU (batches/s)", "ARM (images/s)"),
+    columns=("model", "input", "MFLOPs", "top-1 err", "GPU", "ARM"),
+    units=(("top-1 err", "%"), ("GPU", "batches/s"), ("ARM", "images/s")),
     rows=(
         ("ShuffleNet v2 0.5x (ours)", 224, 41, 39.7, 417, 57.0),
         ("0.25 MobileNet v1", 224, 41, 49.4, 502, 36.4),
@@ -288,7 +290,8 @@ _SNV1_TABLE2 = _Ref(
 
 _SNV1_TABLE3 = _Ref(
     source=f"{_SNV1}, Table 3 (ImageNet top-1 error (%) with and without channel shuffle)",
-    columns=("model", "err no shuffle (%)", "err shuffle (%)", "delta err (%)"),
+    columns=("model", "err no shuffle", "err shuffle", "delta err"),
+    units=(("err no shuffle", "%"), ("err shuffle", "%"), ("delta err", "%")),
     rows=(
         ("ShuffleNet 1x (g=3)", 34.5, 32.6, 1.9),
         ("ShuffleNet 1x (g=8)", 37.6, 32.4, 5.2),
@@ -301,7 +304,8 @@ _SNV1_TABLE3 = _Ref(
 
 _SNV1_TABLE5 = _Ref(
     source=f"{_SNV1}, Table 5 (ImageNet top-1 error (%) vs MobileNet)",
-    columns=("model", "MFLOPs", "err (%)", "delta err (%)"),
+    columns=("model", "MFLOPs", "err", "delta err"),
+    units=(("err", "%"), ("delta err", "%")),
     rows=(
         ("1.0 MobileNet-224", 569, 29.4, None),
         ("ShuffleNet 2x (g=3)", 524, 26.3, 3.1),
@@ -318,7 +322,8 @@ _SNV1_TABLE5 = _Ref(
 
 _SNV1_TABLE8 = _Ref(
     source=f"{_SNV1}, Table 8 (inference time, Qualcomm Snapdragon 820, single thread)",
-    columns=("model", "err (%)", "MFLOPs", "224x224 (ms)", "480x640 (ms)", "720x1280 (ms)"),
+    columns=("model", "err", "MFLOPs", "224x224", "480x640", "720x1280"),
+    units=(("err", "%"), ("224x224", "ms"), ("480x640", "ms"), ("720x1280", "ms")),
     rows=(
         ("ShuffleNet 0.5x (g=3)", 43.2, 38, 15.2, 87.4, 260.1),
         ("ShuffleNet 1x (g=3)", 32.6, 140, 37.8, 222.2, 684.5),
@@ -354,7 +359,8 @@ _MNV2_TABLE2 = _Ref(
 
 _MNV2_TABLE4 = _Ref(
     source=(f"{_MNV2}, Table 4 (ImageNet; CPU: one large core of a Google Pixel 1, TF-Lite)"),
-    columns=("network", "top-1 (%)", "params (M)", "MAdds (M)", "CPU (ms)"),
+    columns=("network", "top-1", "params", "MAdds", "CPU"),
+    units=(("top-1", "%"), ("params", "M"), ("MAdds", "M"), ("CPU", "ms")),
     rows=(
         ("MobileNetV1", 70.6, 4.2, 575, 113),
         ("ShuffleNet (1.5)", 71.5, 3.4, 292, None),
@@ -414,7 +420,8 @@ _TV_METADATA = _Ref(
         "torchvision 0.29.1 weights metadata (num_params, _ops GFLOPS, ImageNet-1K acc@1/acc@5, "
         "_file_size MB)"
     ),
-    columns=("model", "weights", "params", "GFLOPS", "acc@1", "acc@5", "file size (MB)"),
+    columns=("model", "weights", "params", "GFLOPS", "acc@1", "acc@5", "file size"),
+    units=(("file size", "MB"),),
     rows=(
         (
             "shufflenet_v2_x0_5",

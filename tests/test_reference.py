@@ -111,14 +111,14 @@ def test_architecture_and_accuracy_spot_values():
     assert [flops[w] for w in ("0.5x", "1x", "1.5x", "2x")] == [41, 146, 299, 591]
     assert len(t5) == 11
     r = row("shufflenet_v2.table8", "model", "ShuffleNet v2 2x (ours)")
-    assert (r["MFLOPs"], r["top-1 err (%)"], r["GPU (batches/s)"], r["ARM (images/s)"]) == (
+    assert (r["MFLOPs"], r["top-1 err"], r["GPU"], r["ARM"]) == (
         591,
         25.1,
         217,
         6.7,
     )
     condense = row("shufflenet_v2.table8", "model", "CondenseNet (G=C=8)")
-    assert condense["GPU (batches/s)"] is None and condense["ARM (images/s)"] is None
+    assert condense["GPU"] is None and condense["ARM"] is None
     assert row("shufflenet_v2.table8", "model", "0.4 MobileNet v2 (our impl.)")["input"] == 160
     assert "Ma et al. (2018), Table 8" in reference.table("shufflenet_v2.table8").note
     assert len(reference.table("shufflenet_v2.table8")) == 39
@@ -129,7 +129,7 @@ def test_architecture_and_accuracy_spot_values():
     assert [stage4[f"g={g}"] for g in (1, 2, 3, 4, 8)] == [576, 800, 960, 1088, 1536]
     assert v1[-1]["g=3"] == 137
     assert row("shufflenet_v1.table2", "model", "ShuffleNet 0.5x")["g=4"] == 41.6
-    assert row("shufflenet_v1.table3", "model", "ShuffleNet 1x (g=8)")["delta err (%)"] == 5.2
+    assert row("shufflenet_v1.table3", "model", "ShuffleNet 1x (g=8)")["delta err"] == 5.2
 
     mn = reference.table("mobilenet_v2.table2")
     assert [(r["t"], r["c"], r["n"], r["s"]) for r in mn[1:8]] == [
@@ -142,7 +142,7 @@ def test_architecture_and_accuracy_spot_values():
         (6, 320, 1, 1),
     ]
     r = row("mobilenet_v2.table4", "network", "MobileNetV2")
-    assert (r["top-1 (%)"], r["params (M)"], r["MAdds (M)"], r["CPU (ms)"]) == (72.0, 3.4, 300, 75)
+    assert (r["top-1"], r["params"], r["MAdds"], r["CPU"]) == (72.0, 3.4, 300, 75)
 
     en = reference.table("efficientnet_v2.table4")
     assert [r["channels"] for r in en] == [24, 24, 48, 64, 128, 160, 256, 1280]
@@ -200,3 +200,20 @@ def test_progressive_schedule_interpolates_table6_linearly():
         progressive_schedule("S", stages="4")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="stages must be an int >= 2, got True"):
         progressive_schedule("S", stages=True)
+
+
+def test_published_columns_declare_their_units():
+    t8 = reference.table("shufflenet_v2.table8")
+    assert t8.units == {"top-1 err": "%", "GPU": "batches/s", "ARM": "images/s"}
+    assert [t8.header(c) for c in ("MFLOPs", "top-1 err", "GPU", "ARM")] == [
+        "MFLOPs",
+        "top-1 err (%)",
+        "GPU (batches/s)",
+        "ARM (images/s)",
+    ]
+    assert reference.table("shufflenet_v1.table8").header("480x640") == "480x640 (ms)"
+    assert reference.table("shufflenet_v1.table3").unit("delta err") == "%"
+    assert reference.table("mobilenet_v2.table4").unit("params") == "M"
+    assert reference.table("torchvision.metadata").header("file size") == "file size (MB)"
+    for name in reference.names():  # no column name carries a unit: the units say it
+        assert not any(c.endswith(")") for c in reference.table(name).columns), name
