@@ -36,6 +36,7 @@ __all__ = [
     "compare_modules",
     "ratio_intervals",
     "MIN_ROUNDS",
+    "TIME_UNITS",
     "sampling_arguments",
     "Roofline",
     "ROOFLINE_FILE",
@@ -72,14 +73,17 @@ class Measurement:
     fastest: float = float("nan")  # seconds per call in the fastest timed block
 
     def as_row(self, unit: str = "ms") -> dict[str, Any]:
+        """One table row: ``median`` and ``IQR`` in ``unit`` ("s", "ms" or "us"); a
+        :class:`~shufflelib.tables.Table` of such rows declares ``units={"median": unit,
+        "IQR": unit}``."""
         scales = {"s": 1.0, "ms": 1e3, "us": 1e6}
         if unit not in scales:
             raise ValueError(f"unit must be one of {sorted(scales)}, got {unit!r}")
         scale = scales[unit]
         return {
             "name": self.label,
-            f"median ({unit})": self.median * scale,
-            f"IQR ({unit})": self.iqr * scale,
+            "median": self.median * scale,
+            "IQR": self.iqr * scale,
             "runs": self.runs,
         }
 
@@ -147,6 +151,7 @@ MIN_ROUNDS = stats.min_rounds()  # the fewest rounds whose median has a finite 9
 MAX_ROUNDS = 40
 TARGET = 0.03  # stop sampling once every ratio is known within about +-3%
 MAX_SECONDS = 20.0  # the default time cap of one comparison
+TIME_UNITS = {"median": "ms", "IQR": "ms"}  # the units of compare's time columns
 
 
 def _clock() -> float:
@@ -263,8 +268,8 @@ def _compare_rows(
         rows.append(
             {
                 "name": name,
-                "median (ms)": statistics.median(ts) * 1e3,
-                "IQR (ms)": (q[2] - q[0]) * 1e3,
+                "median": statistics.median(ts) * 1e3,
+                "IQR": (q[2] - q[0]) * 1e3,
                 "ratio": iv.estimate,
                 "ratio low": iv.low,
                 "ratio high": iv.high,
@@ -297,9 +302,10 @@ def compare(
     ``confidence`` interval (:func:`shufflelib.stats.ratio_interval`, ``estimator``) has a
     relative half-width <= ``target``, or at ``max_rounds``, or when another round would pass
     ``max_seconds`` of wall-clock time (the first ``rounds`` always run; ``max_rounds``
-    defaults to ``max(40, rounds)``). Columns: median time, IQR over rounds, ``ratio`` (the
-    estimate) with ``ratio low`` and ``ratio high``. The table also carries ``times`` (name ->
-    per-round seconds, the paired samples) and ``intervals`` (name -> Interval vs the baseline).
+    defaults to ``max(40, rounds)``). Columns: ``median`` time and ``IQR`` over rounds (both
+    in ms), ``ratio`` (the estimate) with ``ratio low`` and ``ratio high``. The table also
+    carries ``times`` (name -> per-round seconds, the paired samples) and ``intervals`` (name ->
+    Interval vs the baseline).
     Candidates that need different inputs can be closures taking none (``inputs=()``); then
     pass ``device`` so the machine line names it. ``threads`` sets torch's CPU threads for the
     timing (default: as they are); one thread is steadier on a shared machine. Chapters 1-4.
@@ -317,7 +323,7 @@ def compare(
             times[name].append(t)
         intervals = ratio_intervals(times, baseline, estimator=estimator, confidence=confidence)
         why = _stop(intervals, n + 1, rounds, max_rounds, target, _clock() - start, max_seconds)
-    table = Table(_compare_rows(times, intervals), title=title)
+    table = Table(_compare_rows(times, intervals), title=title, units=TIME_UNITS)
     table.times, table.intervals = times, intervals
     device = device if device is not None else _device_of(inputs)
     info = machine_info(device)
@@ -541,11 +547,11 @@ def model_latency(
         rows.append(
             {
                 "model": row["name"],
-                "params (M)": params / 1e6,
-                "MAdds (M)": ops / 1e6,
-                "median (ms)": row["median (ms)"],
-                "IQR (ms)": row["IQR (ms)"],
-                "images/s": input_size[0] / (row["median (ms)"] * 1e-3),
+                "params": params / 1e6,
+                "MAdds": ops / 1e6,
+                "median": row["median"],
+                "IQR": row["IQR"],
+                "images/s": input_size[0] / (row["median"] * 1e-3),
                 f"time / {first}": row["ratio"],
                 f"time / {first} low": row["ratio low"],
                 f"time / {first} high": row["ratio high"],
@@ -554,6 +560,7 @@ def model_latency(
     title = f"latency at input {tuple(input_size)}, eval mode, {device}"
     if threads is not None:
         title += f", {count(threads, 'thread')}"
-    table = Table(rows, title=title, note=timed.note)
+    units = {"params": "M", "MAdds": "M", **TIME_UNITS}
+    table = Table(rows, title=title, note=timed.note, units=units)
     table.times, table.intervals = timed.times, timed.intervals
     return table

@@ -261,13 +261,14 @@ def size_table(
     rows = [
         {
             "model": name,
-            "params (M)": count_params(model) / 1e6,
-            "MAdds (M)": madds(model, size) / 1e6,
-            "MAC (MB)": mac(model, size).bytes / 1e6,
+            "params": count_params(model) / 1e6,
+            "MAdds": madds(model, size) / 1e6,
+            "MAC": mac(model, size).bytes / 1e6,
         }
         for name, model in models.items()
     ]
-    return Table(rows, title=title or f"parameters and cost on input {size}")
+    units = {"params": "M", "MAdds": "M", "MAC": "MB"}
+    return Table(rows, title=title or f"parameters and cost on input {size}", units=units)
 
 
 def pointwise_mac(h: float, w: float, c1: float, c2: float, groups: float = 1) -> float:

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from . import stats, validate
-from .bench import MIN_ROUNDS, compare, sampling_arguments
+from .bench import MIN_ROUNDS, TIME_UNITS, compare, sampling_arguments
 from .cost import mac, madds
 from .env import machine_part, pick_device
 from .reference import table as reference_table
@@ -511,11 +511,10 @@ def _sweep_table(
     out = []
     for row, t, pg, pa in zip(rows, timed, paper_gpu, paper_arm):
         row.pop("label")
-        median_ms = t["median (ms)"]
         row.update(
             {
-                "median (ms)": median_ms,
-                "IQR (ms)": t["IQR (ms)"],
+                "median": t["median"],
+                "IQR": t["IQR"],
                 "relative speed": 1.0 / t["ratio"],
                 "speed low": _inverse(t["ratio high"]),
                 "speed high": _inverse(t["ratio low"]),
@@ -530,7 +529,7 @@ def _sweep_table(
         f"(speed low, speed high) | paper GPU/ARM: speed / the paper's first row, "
         f"ShuffleNet V2 {name.split('.')[-1].replace('table', 'Table ')} ({columns})"
     )
-    table = Table(out, title=title, note=note)
+    table = Table(out, title=title, note=note, units=TIME_UNITS)
     table.times = getattr(timed, "times", {})
     table.intervals = getattr(timed, "intervals", {})
     return table

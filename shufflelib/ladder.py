@@ -43,6 +43,8 @@ from .tables import Table
 
 __all__ = [
     "COLUMNS",
+    "UNITS",
+    "COMPILE",
     "column",
     "LadderTable",
     "ladder",
@@ -56,19 +58,22 @@ __all__ = [
 ]
 
 REFERENCE = "torchvision eager"  # the baseline row of every ladder
-COLUMNS = {  # what -> the name of that column for one batch size (see column)
-    "median": "b{batch} (ms)",
-    "IQR": "b{batch} IQR (ms)",
+COLUMNS = {  # what -> the name of that column for one batch size (see column); units: UNITS
+    "median": "b{batch}",
+    "IQR": "b{batch} IQR",
     "speed-up": "speed-up b{batch}",
     "low": "b{batch} low",
     "high": "b{batch} high",
     "roofline": "roofline b{batch}",
 }
+UNITS = {"median": "ms", "IQR": "ms"}  # what -> the unit of its column (the others are ratios)
+COMPILE = "compile"  # the column of the seconds spent preparing a row (compile, export, load)
 
 
 def column(what: str, batch: int) -> str:
     """The name of a :func:`ladder` column for one batch size, e.g. ``column("median", 16)`` is
-    ``"b16 (ms)"``; ``what`` is one of :data:`COLUMNS`. Chapter 11 picks its views with it."""
+    ``"b16"`` (in ms, its header ``b16 (ms)``); ``what`` is one of :data:`COLUMNS`. Chapter 11
+    picks its views with it."""
     validate.choice("what", what, COLUMNS)
     validate.integer("batch", batch, minimum=1)
     return COLUMNS[what].format(batch=batch)
@@ -96,12 +101,13 @@ class LadderTable(Table):
         times: Mapping[int, Mapping[str, Sequence[float]]] | None = None,
         exported: Mapping[str, OnnxModel] | None = None,
         compiled: Mapping[int, Mapping[str, Compiled]] | None = None,
+        units: Mapping[str, str] | None = None,
     ) -> None:
         self.batches = validate.shape("batches", batches)
         validate.mapping("times", {} if times is None else times, nonempty=False)
         validate.mapping("exported", {} if exported is None else exported, nonempty=False)
         validate.mapping("compiled", {} if compiled is None else compiled, nonempty=False)
-        super().__init__(rows, title=title, note=note)
+        super().__init__(rows, title=title, note=note, units=units)
         self.times = {b: {k: list(v) for k, v in t.items()} for b, t in (times or {}).items()}
         self.exported = dict(exported or {})
         self.compiled = {b: dict(c) for b, c in (compiled or {}).items()}
@@ -192,11 +198,11 @@ def _first_rows(name: str, setup: _Setup) -> dict[str, dict[str, Any]]:
         k: {"model": name, "variant": k, "backend": "PyTorch", "precision": "float32"}
         for k in setup.variants
     }
-    rows["+ compiled"] = {**rows["+ channels-last"], "variant": "+ compiled", "compile (s)": 0.0}
+    rows["+ compiled"] = {**rows["+ channels-last"], "variant": "+ compiled", COMPILE: 0.0}
     if setup.quantized is not None:
         seconds = setup.quantized.quantize_seconds
         rows["+ int8"] = {**rows["+ compiled"], "variant": "+ int8", "precision": "int8"}
-        rows["+ int8"]["compile (s)"] = seconds
+        rows["+ int8"][COMPILE] = seconds
     return rows
 
 
@@ -224,7 +230,7 @@ def _with_compiled(setup: _Setup, x: torch.Tensor, rows) -> dict[str, Any]:
         fns["+ int8"] = compile(setup.quantized.reference, x)
     for k in ("+ compiled", "+ int8"):
         if k in fns:
-            rows[k]["compile (s)"] += fns[k].compile_seconds
+            rows[k][COMPILE] += fns[k].compile_seconds
     return fns
 
 
@@ -241,8 +247,8 @@ def _with_runtimes(setup: _Setup, x: torch.Tensor, rows, name: str) -> dict[str,
         prepare = setup.exported["float32"].seconds
         prepare += setup.exported["int8"].seconds if r.precision == "int8" else 0.0
         row = {"model": name, "variant": k, "backend": k.rsplit(" ", 1)[0]}
-        row = rows.setdefault(k, {**row, "precision": r.precision, "compile (s)": prepare})
-        row["compile (s)"] += r.load_seconds
+        row = rows.setdefault(k, {**row, "precision": r.precision, COMPILE: prepare})
+        row[COMPILE] += r.load_seconds
     return runners
 
 
@@ -292,13 +298,13 @@ def _record_times(rows, timed: Table, batch: int, bound: RooflineBound | None) -
     """One batch size's columns of every row, from :func:`~shufflelib.bench.compare`'s table."""
     for r in timed:
         row = rows[r["name"]]
-        row[column("median", batch)] = r["median (ms)"]
-        row[column("IQR", batch)] = r["IQR (ms)"]
+        row[column("median", batch)] = r["median"]
+        row[column("IQR", batch)] = r["IQR"]
         row[column("speed-up", batch)] = _inverse(r["ratio"])
         row[column("low", batch)] = _inverse(r["ratio high"])
         row[column("high", batch)] = _inverse(r["ratio low"])
         if bound is not None:
-            row[column("roofline", batch)] = bound.seconds * 1e3 / r["median (ms)"]
+            row[column("roofline", batch)] = bound.seconds * 1e3 / r["median"]
 
 
 def ladder(
@@ -333,8 +339,9 @@ def ladder(
     :func:`~shufflelib.bench.compare` (``rounds`` at least; ``sampling`` goes there), and the
     speed-up over torchvision eager (1 / the paired time ratio) with its interval (``low``,
     ``high``). The table carries ``batches`` and ``times`` (batch -> variant -> per-round
-    seconds) for any other paired ratio. Also the compile seconds (all batch sizes together;
-    for a runtime: export, quantisation and loading), the largest output difference to ours
+    seconds) for any other paired ratio; the medians and IQRs are in ms (:data:`UNITS`). Also
+    the compile seconds (column :data:`COMPILE`; all batch sizes together; for a runtime:
+    export, quantisation and loading), the largest output difference to ours
     eager on the timing input (relative to the largest output when that exceeds 1), and with
     ``eval_data`` the top-1 agreement of every reduced precision with the float model (for
     PyTorch's int8, of PT2E's reference graph, which the compiled int8 kernels compute). With
@@ -364,6 +371,7 @@ def ladder(
         if eval_data is not None:
             _agreements(model, setup, eval_data, rows)
     title = f"{name}: deployment paths at {image_size}x{image_size}, eval, inference mode"
+    units = {column(what, b): u for b in batches for what, u in UNITS.items()}
     return LadderTable(
         rows.values(),
         title=title,
@@ -372,6 +380,7 @@ def ladder(
         times=times,
         exported=setup.exported,
         compiled=kept,
+        units={COMPILE: "s", **units},
     )
 
 
@@ -518,18 +527,20 @@ def roofline_table(
                 {
                     "network": name,
                     "batch": b,
-                    "MAdds (M)": bound.madds / 1e6,
-                    "MAC (MB)": bound.mac_bytes / 1e6,
-                    "compute (ms)": bound.compute_seconds * 1e3,
-                    "memory (ms)": bound.memory_seconds * 1e3,
-                    "bound (ms)": bound.seconds * 1e3,
+                    "MAdds": bound.madds / 1e6,
+                    "MAC": bound.mac_bytes / 1e6,
+                    "compute": bound.compute_seconds * 1e3,
+                    "memory": bound.memory_seconds * 1e3,
+                    "bound": bound.seconds * 1e3,
                     "bound by": bound.bound_by,
                 }
             )
+    units = {"MAdds": "M", "MAC": "MB", "compute": "ms", "memory": "ms", "bound": "ms"}
     return Table(
         rows,
         title="Roofline bound: max(MAdds / peak, MAC bytes / bandwidth)",
         note=str(roof).replace("\n", "; "),
+        units=units,
     )
 
 

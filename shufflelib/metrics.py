@@ -83,10 +83,11 @@ def direct_metrics(
     row shows their mean, ``test accuracy sd`` (the spread over seeds) and ``seeds``. Latency
     is the median (and IQR) of interleaved rounds on ``device`` (default: the best one here),
     ``threads`` CPU threads (default: all), sampled as :func:`shufflelib.bench.compare` does
-    (``sampling`` goes there). Columns ``b{N} (ms)`` and ``b{N} IQR (ms)`` for each batch size
-    ``N``; the table's ``times`` attribute keeps, per such column, every model's per-round
+    (``sampling`` goes there). Columns ``b{N}`` and ``b{N} IQR`` (ms) for each batch size
+    ``N``; the table's ``times`` attribute keeps, per ``b{N}`` column, every model's per-round
     seconds, so :func:`pareto_front` and :func:`disagreements` compare models by paired
-    ratios with intervals. MAC counts elements, as the paper's definition does.
+    ratios with intervals. ``params``, ``MAdds`` and ``MAC`` are in millions; MAC counts
+    elements, as the paper's definition does.
     """
     _check_models(models, accuracy)
     validate.integer("image_size", image_size, minimum=8)
@@ -106,19 +107,19 @@ def direct_metrics(
             min_run_time=min_run_time,
             **sampling,
         )
-        times[f"b{b} (ms)"] = timed.times
+        times[f"b{b}"] = timed.times
         for r in timed:
             row = rows[r["model"]]
-            row.setdefault("params (M)", r["params (M)"])
-            row.setdefault("MAdds (M)", r["MAdds (M)"])
-            row[f"b{b} (ms)"] = r["median (ms)"]
-            row[f"b{b} IQR (ms)"] = r["IQR (ms)"]
+            row.setdefault("params", r["params"])
+            row.setdefault("MAdds", r["MAdds"])
+            row[f"b{b}"] = r["median"]
+            row[f"b{b} IQR"] = r["IQR"]
     for name, m in models.items():  # counted on a CPU copy where needed: the caller's stay put
         cpu_model = inference_copy(m, torch.device("cpu"))
-        rows[name]["MAC (M)"] = mac(cpu_model, (1, 3, image_size, image_size)).elements / 1e6
+        rows[name]["MAC"] = mac(cpu_model, (1, 3, image_size, image_size)).elements / 1e6
     first = ["model", "test accuracy", "test accuracy sd", "seeds"]
     order = [k for k in first if k in next(iter(rows.values()))]
-    order += ["params (M)", "MAdds (M)", "MAC (M)"]
+    order += ["params", "MAdds", "MAC"]
     table = [
         {k: row[k] for k in order} | {k: row[k] for k in row if k not in order}
         for row in rows.values()
@@ -126,7 +127,9 @@ def direct_metrics(
     title = f"direct metrics at {image_size}x{image_size}, {device}"
     if threads is not None:
         title += f", {count(threads, 'thread')}"
-    out = Table(table, title=title, note=timed.note)
+    units = {"params": "M", "MAdds": "M", "MAC": "M"}
+    units |= {k: "ms" for b in batch_sizes for k in (f"b{b}", f"b{b} IQR")}
+    out = Table(table, title=title, note=timed.note, units=units)
     out.times = times
     return out
 
@@ -187,7 +190,7 @@ def pareto_front(
 
 
 def disagreements(
-    table: Table, predicted: str = "MAdds (M)", measured: str = "b1 (ms)", label: str = "model"
+    table: Table, predicted: str = "MAdds", measured: str = "b1", label: str = "model"
 ) -> Table:
     """Pairs of models that ``predicted`` cost and ``measured`` time put in opposite orders.
 
@@ -214,7 +217,8 @@ def disagreements(
                     "95% interval": ratio.bounds,
                 }
             )
-    return Table(rows, title=f"where {predicted} and {measured} disagree beyond the noise")
+    words = f"{table.header(predicted)} and {table.header(measured)}"
+    return Table(rows, title=f"where {words} disagree beyond the noise")
 
 
 def _ranking(table: Table, column: str) -> str:
@@ -229,29 +233,31 @@ def _ranking(table: Table, column: str) -> str:
     return " ".join(words)
 
 
-def verdict(table: Table, predicted: str = "MAdds (M)", measured: str = "b1 (ms)") -> str:
+def verdict(table: Table, predicted: str = "MAdds", measured: str = "b1") -> str:
     """Sentences, computed from ``table``, on whether ``predicted`` ranked the models as the
     clock did, beyond the noise of the clock; chapter 10."""
+    ranked = f"{_ranking(table, predicted)}.", f"{_ranking(table, measured)}."
+    cost, clock = table.header(predicted), table.header(measured)
     lines = [
-        f"Cheapest to dearest by {predicted}: {_ranking(table, predicted)}.",
-        f"Fastest to slowest by {measured} (= too close to call): {_ranking(table, measured)}.",
+        f"Cheapest to dearest by {cost}: {ranked[0]}",
+        f"Fastest to slowest by {clock} (= too close to call): {ranked[1]}",
     ]
     pairs = disagreements(table, predicted, measured)
     if not pairs:
         lines.append(
-            f"No pair of models is ordered one way by {predicted} and the other way by the clock "
+            f"No pair of models is ordered one way by {cost} and the other way by the clock "
             "beyond the noise."
         )
     for row in pairs:
         r = list(row.values())
         lines.append(
-            f"{r[0]} needs {r[2]:.2f}x the {predicted} of {r[1]}, yet takes {r[3]:.2f}x its "
+            f"{r[0]} needs {r[2]:.2f}x the {cost} of {r[1]}, yet takes {r[3]:.2f}x its "
             f"time (95% interval {r[4]})."
         )
     return "\n".join(lines)
 
 
-def latency_pairs(table: Table, measured: str = "b1 (ms)", label: str = "model") -> Table:
+def latency_pairs(table: Table, measured: str = "b1", label: str = "model") -> Table:
     """Every pair of models: the paired time ratio on ``measured`` with its 95% interval.
 
     Each row puts the faster model (by the ratio's estimate) first; ``verdict`` is "faster" when
@@ -279,7 +285,8 @@ def latency_pairs(table: Table, measured: str = "b1 (ms)", label: str = "model")
                 "verdict": "faster" if ratio.side(1.0) < 0 else CLOSE,
             }
         )
-    return Table(rows, title=f"latency, pair by pair ({measured}): paired ratios with intervals")
+    title = f"latency, pair by pair ({table.header(measured)}): paired ratios with intervals"
+    return Table(rows, title=title)
 
 
 def accuracy_pairs(table: Table, quality: str = "test accuracy") -> Table:
@@ -326,15 +333,16 @@ def published(max_mflops: float = 50.0) -> Table:
             "model": r["model"],
             "input": r["input"],
             "MFLOPs": r["MFLOPs"],
-            "top-1 accuracy": round(1 - r["top-1 err (%)"] / 100, 3),
-            "ARM (ms)": 1000 / r["ARM (images/s)"],
-            "GPU (ms per batch of 8)": 1000 / r["GPU (batches/s)"],
+            "top-1 accuracy": round(1 - r["top-1 err"] / 100, 3),
+            "ARM": 1000 / r["ARM"],
+            "GPU": 1000 / r["GPU"],
         }
         for r in source
-        if r["MFLOPs"] <= max_mflops and r["ARM (images/s)"] and r["GPU (batches/s)"]
+        if r["MFLOPs"] <= max_mflops and r["ARM"] and r["GPU"]
     ]
     return Table(
         rows,
         title=f"ShuffleNet V2 paper, Table 8, up to {max_mflops:g} MFLOPs (ImageNet, published)",
         note=source.note,
+        units={"ARM": "ms", "GPU": "ms per batch of 8"},
     )

@@ -90,6 +90,13 @@ def _wrap(text: str, inches: float, size: float = TEXT) -> str:
     return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
 
 
+def _label(words: str, *notes: str) -> str:
+    """An axis label: ``words`` and, in brackets, the non-empty ``notes`` (a column's unit):
+    ``_label("measured latency", "ms")`` is "measured latency (ms)"."""
+    notes = tuple(n for n in notes if n)
+    return f"{words} ({', '.join(notes)})" if notes else words
+
+
 def figure(nrows: int = 1, ncols: int = 1, height: float = 3.4, title: str = "", **kw):
     """A figure of the column's width with an ``nrows`` x ``ncols`` grid of panels.
 
@@ -244,13 +251,13 @@ def cost_vs_groups(table: Table, x: str = "g", title: str = "") -> Figure:
     left.set_ylabel("count (log scale)")
     left.set_title("Cost on paper: falls as 1/g")
     left.legend()
-    median = table.column("median (ms)")
-    iqr = table.column("IQR (ms)")
+    median = table.column("median")
+    iqr = table.column("IQR")
     right.errorbar(g, median, yerr=[v / 2 for v in iqr], fmt="o-", capsize=3, color="C2")
     right.set_xscale("log", base=2)
     right.set_yscale("log")
     right.set_xlabel("groups g (log scale)")
-    right.set_ylabel("time per forward pass (ms, log)")
+    right.set_ylabel(_label("time per forward pass", table.unit("median"), "log"))
     right.set_title("Measured time here (bars: IQR)")
     return fig
 
@@ -537,11 +544,11 @@ def latency_vs_madds(table: Table, title: str = "") -> Figure:
     data (they do not start at zero), and the key names each point.
     """
     fig, ax = figure(height=4.2)
-    x, y, iqr = table.column("MAdds (M)"), table.column("median (ms)"), table.column("IQR (ms)")
+    x, y, iqr = table.column("MAdds"), table.column("median"), table.column("IQR")
     handles = _marked_points(ax, table.column("model"), x, y, yerr=[v / 2 for v in iqr])
     ax.margins(0.12)
     ax.set_xlabel("multiply-adds (millions)")
-    ax.set_ylabel("measured latency (ms)")
+    ax.set_ylabel(_label("measured latency", table.unit("median")))
     heading = title or table.title
     if table.note:  # the machine it was measured on (bench.model_latency's note)
         heading += f"\n{machine_part(table.note)}"
@@ -678,10 +685,11 @@ def pareto(
     points = sorted((xv, yv) for xv, yv, f in zip(xs, ys, on) if f)
     if points:
         ax.step(*zip(*points), where="post", color="C3", lw=1.2)
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
+    ax.set_xlabel(xlabel or table.header(x))
+    ax.set_ylabel(ylabel or table.header(y))
     ax.margins(0.15)
-    ax.set_title(_wrap(title or f"{y} against {x}", ax.get_position().width * WIDTH))
+    title = title or f"{table.header(y)} against {table.header(x)}"
+    ax.set_title(_wrap(title, ax.get_position().width * WIDTH))
     if not fig.legends:
         front_key = plt.Line2D(
             [], [], color="C3", marker="o", mfc="none", ms=11, label="Pareto front"

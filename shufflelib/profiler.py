@@ -124,7 +124,7 @@ def _row(operator: str, kind: str, seconds: float, calls: int, runs: int, total:
         "operator": operator,
         "kind": kind,
         "calls": calls // runs,
-        "self time (ms)": seconds / runs * 1e3,
+        "self time": seconds / runs * 1e3,
         "share": seconds / total,
     }
 
@@ -174,7 +174,7 @@ def operator_table(
         rows.append(_row(f"({len(rest)} others)", "", seconds, calls, runs, total))
     if outside > 0:
         rows.append(_row(OUTSIDE, OTHER, outside, runs, runs, total))
-    table = Table(rows, title=title, note=note)
+    table = Table(rows, title=title, note=note, units={"self time": "ms"})
     table.kinds = _kinds(events, outside, runs)
     return table
 
@@ -268,17 +268,15 @@ def kind_table(profiles: Mapping[str, Table]) -> Table:
     grouped = {label: _grouped(t.kinds) for label, t in profiles.items()}
     kinds = list(dict.fromkeys(k for g in grouped.values() for k in g))
     kinds.sort(key=lambda k: -max(g.get(k, 0.0) for g in grouped.values()))
-    rows = [
-        {"kind": k, **{f"{lb} (ms)": g.get(k, 0.0) * 1e3 for lb, g in grouped.items()}}
-        for k in kinds
-    ]
+    rows = [{"kind": k, **{lb: g.get(k, 0.0) * 1e3 for lb, g in grouped.items()}} for k in kinds]
     rows.append(
         {
             "kind": "total",
-            **{f"{lb} (ms)": sum(t.kinds.values()) * 1e3 for lb, t in profiles.items()},
+            **{lb: sum(t.kinds.values()) * 1e3 for lb, t in profiles.items()},
         }
     )
-    return Table(rows, title="where the time goes, by kind of work (ms per forward pass)")
+    title = "where the time goes, by kind of work (ms per forward pass)"
+    return Table(rows, title=title, units=dict.fromkeys(profiles, "ms"))
 
 
 def where_saved(profiles: Mapping[str, Table], faster: str, slower: str, *, top: int = 3) -> str:

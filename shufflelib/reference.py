@@ -20,7 +20,8 @@ the value is ``None``. Chapters that use the tables:
 
 Usage: ``reference.table("shufflenet_v2.table1")`` returns a fresh :class:`~shufflelib.tables.Table`
 whose ``title`` is the source and whose ``note`` carries the caveats; ``reference.names()`` lists
-the tables.
+the tables. A column is keyed by its name and a measured quantity declares its unit, as every
+table of the book does (``table("mobilenet_v2.table4").unit("CPU")`` is "ms").
 """
 
 from __future__ import annotations
@@ -53,18 +54,14 @@ class _Ref:
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
     note: str = ""
-    units: tuple[tuple[str, str], ...] = ()  # (column, unit): typed columns, bare names
+    units: tuple[tuple[str, str], ...] = ()  # (column, unit) pairs: ("err", "%")
 
     def build(self) -> Table:
         for row in self.rows:  # a guard on the transcription below, not on user input
             if len(row) != len(self.columns):
                 raise RuntimeError(f"row {row!r} does not match columns {self.columns!r}")
-        return Table(
-            (dict(zip(self.columns, row)) for row in self.rows),
-            title=self.source,
-            note=self.note,
-            units=dict(self.units),
-        )
+        rows = (dict(zip(self.columns, row)) for row in self.rows)
+        return Table(rows, title=self.source, note=self.note, units=dict(self.units))
 
 
 # --- ShuffleNet V2, Sec. 2: the guideline experiments (chapter 4) -----------------------------
@@ -201,7 +198,8 @@ _SNV2_TABLE8 = _Ref(
         f"{_SNV2}, Table 8 (ImageNet val, single center crop; GPU: GTX 1080Ti batch 8, "
         "batches/s; ARM: Snapdragon 810 batch 1, images/s)"
     ),
-    columns=("model", "input", "MFLOPs", "top-1 err (%)", "GPU (batches/s)", "ARM (images/s)"),
+    columns=("model", "input", "MFLOPs", "top-1 err", "GPU", "ARM"),
+    units=(("top-1 err", "%"), ("GPU", "batches/s"), ("ARM", "images/s")),
     rows=(
         ("ShuffleNet v2 0.5x (ours)", 224, 41, 39.7, 417, 57.0),
         ("0.25 MobileNet v1", 224, 41, 49.4, 502, 36.4),
@@ -297,7 +295,8 @@ _SNV1_TABLE2 = _Ref(
 
 _SNV1_TABLE3 = _Ref(
     source=f"{_SNV1}, Table 3 (ImageNet top-1 error (%) with and without channel shuffle)",
-    columns=("model", "err no shuffle (%)", "err shuffle (%)", "delta err (%)"),
+    columns=("model", "err no shuffle", "err shuffle", "delta err"),
+    units=(("err no shuffle", "%"), ("err shuffle", "%"), ("delta err", "%")),
     rows=(
         ("ShuffleNet 1x (g=3)", 34.5, 32.6, 1.9),
         ("ShuffleNet 1x (g=8)", 37.6, 32.4, 5.2),
@@ -310,7 +309,8 @@ _SNV1_TABLE3 = _Ref(
 
 _SNV1_TABLE5 = _Ref(
     source=f"{_SNV1}, Table 5 (ImageNet top-1 error (%) vs MobileNet)",
-    columns=("model", "MFLOPs", "err (%)", "delta err (%)"),
+    columns=("model", "MFLOPs", "err", "delta err"),
+    units=(("err", "%"), ("delta err", "%")),
     rows=(
         ("1.0 MobileNet-224", 569, 29.4, None),
         ("ShuffleNet 2x (g=3)", 524, 26.3, 3.1),
@@ -327,7 +327,8 @@ _SNV1_TABLE5 = _Ref(
 
 _SNV1_TABLE8 = _Ref(
     source=f"{_SNV1}, Table 8 (inference time, Qualcomm Snapdragon 820, single thread)",
-    columns=("model", "err (%)", "MFLOPs", "224x224 (ms)", "480x640 (ms)", "720x1280 (ms)"),
+    columns=("model", "err", "MFLOPs", "224x224", "480x640", "720x1280"),
+    units=(("err", "%"), ("224x224", "ms"), ("480x640", "ms"), ("720x1280", "ms")),
     rows=(
         ("ShuffleNet 0.5x (g=3)", 43.2, 38, 15.2, 87.4, 260.1),
         ("ShuffleNet 1x (g=3)", 32.6, 140, 37.8, 222.2, 684.5),
@@ -363,7 +364,8 @@ _MNV2_TABLE2 = _Ref(
 
 _MNV2_TABLE4 = _Ref(
     source=(f"{_MNV2}, Table 4 (ImageNet; CPU: one large core of a Google Pixel 1, TF-Lite)"),
-    columns=("network", "top-1 (%)", "params (M)", "MAdds (M)", "CPU (ms)"),
+    columns=("network", "top-1", "params", "MAdds", "CPU"),
+    units=(("top-1", "%"), ("params", "M"), ("MAdds", "M"), ("CPU", "ms")),
     rows=(
         ("MobileNetV1", 70.6, 4.2, 575, 113),
         ("ShuffleNet (1.5)", 71.5, 3.4, 292, None),
@@ -534,7 +536,7 @@ _FN_TABLE3 = _Ref(
 
 _REPVGG_TABLE4 = _Ref(
     source=f"{_REPVGG}, Table 4 (RepVGG-A on ImageNet, 120 epochs)",
-    columns=("model", "top-1 (%)", "params (M)", "FLOPs (G)"),
+    columns=("model", "top-1", "params", "FLOPs"),
     rows=(
         ("RepVGG-A0", 72.41, 8.30, 1.4),
         ("RepVGG-A1", 74.46, 12.78, 2.4),
@@ -548,6 +550,7 @@ _REPVGG_TABLE4 = _Ref(
         "against mmpretrain's deploy-mode counts (8.31/12.79/25.50 M, 1.36/2.37/5.12 G). The "
         "table's GPU speeds (GTX 1080Ti) and Winograd multiplication counts are left out."
     ),
+    units=(("top-1", "%"), ("params", "M"), ("FLOPs", "G")),
 )
 
 _MOBILEONE_TABLE9 = _Ref(
@@ -555,7 +558,7 @@ _MOBILEONE_TABLE9 = _Ref(
         f"{_MOBILEONE}, Table 9 (ImageNet, 224x224, trained without distillation; latency: "
         "iPhone 12, Core ML)"
     ),
-    columns=("model", "params (M)", "FLOPs (M)", "top-1 (%)", "latency (ms)"),
+    columns=("model", "params", "FLOPs", "top-1", "latency"),
     rows=(
         ("MobileOne-S0", 2.1, 275, 71.4, 0.79),
         ("MobileOne-S1", 4.8, 825, 75.9, 0.89),
@@ -572,6 +575,7 @@ _MOBILEONE_TABLE9 = _Ref(
         "1.91 G, within 1%). S1's params and the FLOPs of S1 and S4 were not checked against a "
         "second source."
     ),
+    units=(("params", "M"), ("FLOPs", "M"), ("top-1", "%"), ("latency", "ms")),
 )
 
 # --- torchvision (chapters 5-8, 11) -----------------------------------------------------------
@@ -581,7 +585,8 @@ _TV_METADATA = _Ref(
         "torchvision 0.29.1 weights metadata (num_params, _ops GFLOPS, ImageNet-1K acc@1/acc@5, "
         "_file_size MB)"
     ),
-    columns=("model", "weights", "params", "GFLOPS", "acc@1", "acc@5", "file size (MB)"),
+    columns=("model", "weights", "params", "GFLOPS", "acc@1", "acc@5", "file size"),
+    units=(("file size", "MB"),),
     rows=(
         (
             "shufflenet_v2_x0_5",

@@ -505,13 +505,14 @@ def train_seconds(store: Store, labels: Sequence[str] | None = None) -> Table:
         rows.append(
             {
                 "model": label,
-                "train time (s)": s,
-                "time sd (s)": s_sd,
+                "train time": s,
+                "time sd": s_sd,
                 "images/s": v,
                 "images/s sd": v_sd,
             }
         )
-    return Table(rows, title="training time over seeds (stored runs)", note=store.provenance())
+    title, units = "training time over seeds (stored runs)", {"train time": "s", "time sd": "s"}
+    return Table(rows, title=title, note=store.provenance(), units=units)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

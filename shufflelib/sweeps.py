@@ -16,6 +16,7 @@ import torch
 from . import validate
 from .bench import (
     MIN_ROUNDS,
+    TIME_UNITS,
     Roofline,
     compare,
     compare_modules,
@@ -115,7 +116,7 @@ def shuffle_benchmark(
     mib = 2 * x.numel() * x.element_size() / 2**20
     for row in table:
         # Every candidate reads and writes the tensor once: bytes moved / time.
-        row["GB/s"] = mib * 2**20 / (row["median (ms)"] * 1e-3) / 1e9
+        row["GB/s"] = mib * 2**20 / (row["median"] * 1e-3) / 1e9
     table.note += f" | bytes moved per call (read + write): {mib:.1f} MiB"
     return table
 
@@ -219,19 +220,19 @@ def group_conv_sweep(
                 "weight shape": tuple(conv.weight.shape),
                 "params": count_params(conv),
                 "MAdds": ops,
-                "median (ms)": row["median (ms)"],
-                "IQR (ms)": row["IQR (ms)"],
+                "median": row["median"],
+                "IQR": row["IQR"],
                 f"time / {first}": row["ratio"],
                 "low": row["ratio low"],
                 "high": row["ratio high"],
-                "GMAdd/s": ops / (row["median (ms)"] * 1e-3) / 1e9,
+                "GMAdd/s": ops / (row["median"] * 1e-3) / 1e9,
             }
         )
     title = (
         f"{kernel_size}x{kernel_size} convolution {channels}->{channels} channels, "
         f"input ({batch}, {channels}, {size}, {size}), {device}"
     )
-    table = Table(rows, title=title, note=timed.note)
+    table = Table(rows, title=title, note=timed.note, units=TIME_UNITS)
     table.times, table.intervals = timed.times, timed.intervals
     return table
 
@@ -294,14 +295,14 @@ def operator_roofline(
                 "MAdds": work,
                 "MAC (bytes)": moved,
                 "MAdd/byte": work / moved,
-                "median (ms)": m.median * 1e3,
-                "IQR (ms)": m.iqr * 1e3,
+                "median": m.median * 1e3,
+                "IQR": m.iqr * 1e3,
                 "GMAdd/s": work / m.median / 1e9,
                 "GB/s": moved / m.median / 1e9,
             }
         )
     title = f"operators on input (batch {batch}, C, {size}, {size}), float32, {device}"
-    return Table(rows, title=title, note=str(machine_info(device)))
+    return Table(rows, title=title, note=str(machine_info(device)), units=TIME_UNITS)
 
 
 def roofline_reading(roof: Roofline, operators: Table) -> Table:
@@ -372,10 +373,10 @@ def _block_pair(
     by_name = {r["name"]: r for r in timed}
     row: dict[str, Any] = {"width": shape[1], "map": f"{shape[2]}x{shape[3]}"}
     for k, b in blocks.items():
-        row[f"{k} MAdds (M)"] = madds(b, shape) / 1e6
-        row[f"{k} MAC (MB)"] = mac(b, shape).bytes / 1e6
-        row[f"{k} (ms)"] = by_name[k]["median (ms)"]
-        row[f"{k} IQR (ms)"] = by_name[k]["IQR (ms)"]
+        row[f"{k} MAdds"] = madds(b, shape) / 1e6
+        row[f"{k} MAC"] = mac(b, shape).bytes / 1e6
+        row[k] = by_name[k]["median"]
+        row[f"{k} IQR"] = by_name[k]["IQR"]
     fused = by_name["Fused-MBConv"]
     row["fused / MBConv time"] = fused["ratio"]
     row["fused / MBConv low"] = fused["ratio low"]
@@ -399,7 +400,8 @@ def mbconv_vs_fused(
 
     Both blocks map ``c -> c`` at stride 1 with the same expansion; the feature map shrinks as the
     width grows (``size`` defaults to ``56 * 24 / c``, as in a real network's stages), so each
-    width stands for one stage. ``fused / MBConv time`` is the paired time ratio (with its
+    width stands for one stage. Per block ``k``: ``{k} MAdds`` (M), ``{k} MAC`` (MB), its median
+    time ``{k}`` and ``{k} IQR`` (ms). ``fused / MBConv time`` is the paired time ratio (with its
     interval) of :func:`shufflelib.bench.compare` (``sampling`` goes there). The table carries
     ``times`` and ``intervals`` keyed by width.
     """
@@ -426,6 +428,9 @@ def mbconv_vs_fused(
     title = f"MBConv vs Fused-MBConv, expansion {expand_ratio}, batch {batch}, {device}"
     if threads is not None:
         title += f", {count(threads, 'thread')}"
-    table = Table(rows, title=title, note=notes)
+    units = {}
+    for k in ("MBConv", "Fused-MBConv"):
+        units |= {f"{k} MAdds": "M", f"{k} MAC": "MB", k: "ms", f"{k} IQR": "ms"}
+    table = Table(rows, title=title, note=notes, units=units)
     table.times, table.intervals = times, intervals
     return table

@@ -1,4 +1,5 @@
 import math
+import statistics
 
 import pytest
 import torch
@@ -78,11 +79,11 @@ def test_measure_threads_argument_and_restores_thread_count():
 def test_measurement_as_row():
     m = Measurement(label="f", median=0.002, iqr=0.0005, runs=10, threads=1, device="cpu")
     row = m.as_row()
-    assert row == {"name": "f", "median (ms)": 2.0, "IQR (ms)": 0.5, "runs": 10}
+    assert row == {"name": "f", "median": 2.0, "IQR": 0.5, "runs": 10}
     row = m.as_row("us")
-    assert row["median (us)"] == pytest.approx(2000.0)
-    assert row["IQR (us)"] == pytest.approx(500.0)
-    assert m.as_row("s")["median (s)"] == 0.002
+    assert row["median"] == pytest.approx(2000.0)
+    assert row["IQR"] == pytest.approx(500.0)
+    assert m.as_row("s")["median"] == 0.002
     with pytest.raises(ValueError, match="'ns'"):
         m.as_row("ns")
 
@@ -127,12 +128,16 @@ def test_compare_table():
     assert isinstance(table, Table)
     assert table.title == "t"
     assert table.column("name") == ["a", "b", "c"]
-    assert table.columns == ["name", "median (ms)", "IQR (ms)", "ratio", "ratio low", "ratio high"]
+    assert table.columns == ["name", "median", "IQR", "ratio", "ratio low", "ratio high"]
+    assert table.units == {"median": "ms", "IQR": "ms"} and table.unit("ratio") == ""
+    assert str(table).splitlines()[1].split()[:5] == ["name", "median", "(ms)", "IQR", "(ms)"]
     assert "2 interleaved rounds (max_rounds=2 reached)" in table.note
     assert table[0]["ratio"] == 1.0
     for row in table:
-        assert math.isfinite(row["median (ms)"]) and row["median (ms)"] > 0
-        assert math.isfinite(row["IQR (ms)"]) and row["IQR (ms)"] >= 0
+        assert math.isfinite(row["median"]) and row["median"] > 0
+        assert math.isfinite(row["IQR"]) and row["IQR"] >= 0
+        # the median is in ms: the per-round seconds times 1000
+        assert row["median"] == pytest.approx(statistics.median(table.times[row["name"]]) * 1e3)
         assert math.isfinite(row["ratio"]) and row["ratio"] > 0
     assert torch.__version__ in table.note
     assert "cpu" in table.note
@@ -145,9 +150,9 @@ def test_compare_baseline_not_first_and_one_round():
     assert table.column("name") == ["a", "b", "c"]
     assert table[2]["ratio"] == 1.0
     # One round: no spread.
-    assert table.column("IQR (ms)") == [0.0, 0.0, 0.0]
+    assert table.column("IQR") == [0.0, 0.0, 0.0]
     for row in table:
-        assert row["ratio"] == pytest.approx(row["median (ms)"] / table[2]["median (ms)"])
+        assert row["ratio"] == pytest.approx(row["median"] / table[2]["median"])
 
 
 def test_compare_unknown_baseline():
@@ -351,12 +356,19 @@ def test_model_latency_table():
     small = {"a": nn.Conv2d(3, 4, 1), "b": nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU())}
     t = model_latency(small, (1, 3, 8, 8), device="cpu", rounds=2, max_rounds=2, min_run_time=0.01)
     assert t.column("model") == ["a", "b"]
-    assert t[0]["time / a"] == 1.0 and t[1]["median (ms)"] > 0
+    assert t[0]["time / a"] == 1.0 and t[1]["median"] > 0
     assert t[0]["time / a low"] == t[0]["time / a high"] == 1.0
     assert set(t.times) == {"a", "b"} and all(len(v) == 2 for v in t.times.values())
     assert t.intervals["b"].estimate == t[1]["time / a"]
-    assert t[0]["params (M)"] == pytest.approx(16 / 1e6)
-    assert t[1]["MAdds (M)"] == pytest.approx(8 * 3 * 9 * 6 * 6 / 1e6)
+    assert t[0]["params"] == pytest.approx(16 / 1e6)
+    assert t[1]["MAdds"] == pytest.approx(8 * 3 * 9 * 6 * 6 / 1e6)
+    assert t.units == {"params": "M", "MAdds": "M", "median": "ms", "IQR": "ms"}
+    assert [t.header(c) for c in ("params", "median", "images/s")] == [
+        "params (M)",
+        "median (ms)",
+        "images/s",
+    ]
+    assert t[1]["images/s"] == pytest.approx(1 / (t[1]["median"] * 1e-3))
     with pytest.raises(ValueError, match="at least one"):
         model_latency({}, (1, 3, 8, 8))
     with pytest.raises(TypeError, match="'x'"):

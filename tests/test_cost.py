@@ -348,9 +348,11 @@ def test_size_table_gives_params_madds_and_mac_per_model():
     t = size_table({"dense": a, "grouped": b}, (1, 8, 10, 10), title="two convs")
     assert t.title == "two convs" and [r["model"] for r in t] == ["dense", "grouped"]
     dense, grouped = t
-    assert dense["params (M)"] == 128 / 1e6 and grouped["params (M)"] == 32 / 1e6
-    assert dense["MAdds (M)"] == 100 * 128 / 1e6 and grouped["MAdds (M)"] == 100 * 32 / 1e6
-    assert dense["MAC (MB)"] == 4 * (100 * (8 + 16) + 128) / 1e6  # Eq. 1, float32
+    assert dense["params"] == 128 / 1e6 and grouped["params"] == 32 / 1e6
+    assert dense["MAdds"] == 100 * 128 / 1e6 and grouped["MAdds"] == 100 * 32 / 1e6
+    assert dense["MAC"] == 4 * (100 * (8 + 16) + 128) / 1e6  # Eq. 1, float32
+    assert t.units == {"params": "M", "MAdds": "M", "MAC": "MB"}
+    assert t.header("MAC") == "MAC (MB)" and t.unit("model") == ""
 
 
 @pytest.mark.parametrize(

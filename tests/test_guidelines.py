@@ -448,15 +448,15 @@ def fake_compare(monkeypatch):
         rows = [
             {
                 "name": n,
-                "median (ms)": 2.0 * (i + 1),
-                "IQR (ms)": 0.1,
+                "median": 2.0 * (i + 1),
+                "IQR": 0.1,
                 "ratio": float(i + 1),
                 "ratio low": 0.9 * (i + 1),
                 "ratio high": 1.25 * (i + 1),
             }
             for i, n in enumerate(candidates)
         ]
-        table = Table(rows, title=title, note="MACHINE LINE")
+        table = Table(rows, title=title, note="MACHINE LINE", units={"median": "ms", "IQR": "ms"})
         table.times = {n: [1e-3 * (i + 1)] * rounds for i, n in enumerate(candidates)}
         table.intervals = {}
         calls.append(kw)
@@ -489,8 +489,8 @@ def test_sweep_tables(fake_compare, sweep, arg, config_cols, paper_name, gpu_col
         *config_cols,
         "MAdds",
         "MAC (bytes)",
-        "median (ms)",
-        "IQR (ms)",
+        "median",
+        "IQR",
         "relative speed",
         "speed low",
         "speed high",
@@ -506,6 +506,8 @@ def test_sweep_tables(fake_compare, sweep, arg, config_cols, paper_name, gpu_col
     assert baseline == labels[0] and inputs == () and rounds == 2 and mrt == 0.05
     assert device == torch.device("cpu")
     assert t.column("relative speed") == [1.0 / (i + 1) for i in range(len(t))]
+    assert t.column("median") == [2.0 * (i + 1) for i in range(len(t))]
+    assert t.units == {"median": "ms", "IQR": "ms"} and t.header("IQR") == "IQR (ms)"
     paper = reference.table(paper_name)
     assert t.column("paper GPU") == [v / paper[0][gpu_col] for v in paper.column(gpu_col)]
     assert t.column("paper ARM") == [v / paper[0][arm_col] for v in paper.column(arm_col)]
@@ -543,7 +545,7 @@ def test_g1_smoke_sweep_really_timed():
     assert t.column("c1:c2") == ["1:1", "1:2", "1:6", "1:12"]
     assert t[0]["relative speed"] == 1.0
     for r in t:
-        assert r["median (ms)"] > 0 and r["IQR (ms)"] >= 0
+        assert r["median"] > 0 and r["IQR"] >= 0
         assert r["relative speed"] > 0
         assert r["MAdds"] == 10 * 2 * 64 * r["c1"] * r["c2"]
     machine = machine_info("cpu")

@@ -1,6 +1,7 @@
 """shufflelib.ladder: chapter 11's steps timed side by side, and the roofline bound."""
 
 import copy
+import statistics
 
 import pytest
 import torch
@@ -74,7 +75,14 @@ def test_ladder_rows_columns_and_batches(request):
             assert relative_error(kept(x), model(x)) <= 1e-4
     finally:
         torch.set_num_threads(threads)
-    assert table.column("compile (s)")[-1] > 0
+    assert table.column("compile")[-1] > 0
+    assert table.units == {"compile": "s", "b4": "ms", "b4 IQR": "ms"}
+    assert table.header(ladder.column("median", 4)) == "b4 (ms)"
+    assert table.column("b4")[1] == pytest.approx(
+        statistics.median(table.times[4]["ours eager"]) * 1e3
+    )
+    view = table.pick(["variant", ladder.column("IQR", 4), "compile"])  # a view keeps the units
+    assert view.units == {"b4 IQR": "ms", "compile": "s"}
     assert "2 threads" in table.note and torch.get_num_threads() == 1
     after = [(n, m.training) for n, m in model.named_modules()], model.state_dict()
     assert before[0] == after[0] and all(torch.equal(before[1][k], after[1][k]) for k in after[1])
@@ -82,8 +90,8 @@ def test_ladder_rows_columns_and_batches(request):
 
 def test_columns_are_named_in_one_place():
     assert [ladder.column(w, 16) for w in ladder.COLUMNS] == [
-        "b16 (ms)",
-        "b16 IQR (ms)",
+        "b16",
+        "b16 IQR",
         "speed-up b16",
         "b16 low",
         "b16 high",
@@ -217,15 +225,23 @@ def test_roofline_table_has_a_row_per_network_and_batch():
     assert [(r["network"], r["batch"]) for r in table] == [("a", 1), ("a", 4), ("b", 1), ("b", 4)]
     bound = ladder.roofline_bound(model, (4, 3, 32, 32), roof())
     row = table[1]
-    assert row["MAdds (M)"] == bound.madds / 1e6 and row["bound (ms)"] == bound.seconds * 1e3
+    assert row["MAdds"] == bound.madds / 1e6 and row["bound"] == bound.seconds * 1e3
+    assert row["MAC"] == bound.mac_bytes / 1e6 and row["compute"] == bound.compute_seconds * 1e3
+    assert table.units == {
+        "MAdds": "M",
+        "MAC": "MB",
+        "compute": "ms",
+        "memory": "ms",
+        "bound": "ms",
+    }
     assert row["bound by"] == bound.bound_by and "bandwidth" in table.note
 
 
 def test_roofline_points_take_the_batch_sizes_from_the_table_not_its_column_names():
     model = tiny_net()
     rows = [
-        {"model": "tiny", "variant": "ours eager", "b2 (ms)": 2.0, "b7 IQR (ms)": 0.1},
-        {"model": "tiny", "variant": "+ compiled", "b2 (ms)": 1.0, "b7 IQR (ms)": 0.1},
+        {"model": "tiny", "variant": "ours eager", "b2": 2.0, "b7 IQR": 0.1},
+        {"model": "tiny", "variant": "+ compiled", "b2": 1.0, "b7 IQR": 0.1},
     ]  # a stray "b7 ..." column: no batch 7 was timed, and no point is made for it
     table = ladder.LadderTable(rows, batches=(2,))
     points = ladder.roofline_points([table], {"tiny": model}, image_size=32)

@@ -1,5 +1,7 @@
 """shufflelib.metrics: the direct-metric table, the Pareto front, FLOPs-vs-clock disagreements."""
 
+import statistics
+
 import pytest
 import torch
 from torch import nn
@@ -29,14 +31,25 @@ def test_direct_metrics_counts_and_times_every_model(one_thread):
     )
     assert t.column("model") == ["narrow", "wide"]
     assert t.column("test accuracy") == [0.3, 0.6]
-    assert set(t.times) == {"b1 (ms)", "b4 (ms)"} and len(t.times["b1 (ms)"]["wide"]) >= 6
-    assert t[0]["MAdds (M)"] == pytest.approx(madds(models["narrow"], (1, 3, 16, 16)) / 1e6)
-    assert t[1]["params (M)"] == pytest.approx((32 * 27 + 32) / 1e6)
+    assert set(t.times) == {"b1", "b4"} and len(t.times["b1"]["wide"]) >= 6
+    assert t[0]["MAdds"] == pytest.approx(madds(models["narrow"], (1, 3, 16, 16)) / 1e6)
+    assert t[1]["params"] == pytest.approx((32 * 27 + 32) / 1e6)
     # MAC of the 3x3 conv alone: input 3*256, weights 32*27 + 32, output 32*256; ReLU and pool add
-    assert t[1]["MAC (M)"] * 1e6 >= 3 * 256 + 32 * 28 + 32 * 256
+    assert t[1]["MAC"] * 1e6 >= 3 * 256 + 32 * 28 + 32 * 256
     for b in (1, 4):
-        assert all(v > 0 for v in t.column(f"b{b} (ms)"))
-        assert all(v >= 0 for v in t.column(f"b{b} IQR (ms)"))
+        assert all(v > 0 for v in t.column(f"b{b}"))
+        assert all(v >= 0 for v in t.column(f"b{b} IQR"))
+        assert t.unit(f"b{b}") == t.unit(f"b{b} IQR") == "ms"
+        # ms per batch: the median of the per-round seconds, times 1000
+        seconds = sorted(t.times[f"b{b}"]["wide"])
+        assert t[1][f"b{b}"] == pytest.approx(statistics.median(seconds) * 1e3)
+    assert [t.header(c) for c in ("params", "MAdds", "MAC", "b4 IQR", "test accuracy")] == [
+        "params (M)",
+        "MAdds (M)",
+        "MAC (M)",
+        "b4 IQR (ms)",
+        "test accuracy",
+    ]
     assert models["wide"].training, "the caller's model keeps its train mode"
 
 
@@ -63,17 +76,18 @@ def test_direct_metrics_gives_mean_and_spread_over_seeds(one_thread):
 
 TABLE = Table(
     [
-        {"model": "a", "MAdds (M)": 10.0, "b1 (ms)": 3.0, "test accuracy": 0.50},
-        {"model": "b", "MAdds (M)": 20.0, "b1 (ms)": 2.0, "test accuracy": 0.60},
-        {"model": "c", "MAdds (M)": 30.0, "b1 (ms)": 4.0, "test accuracy": 0.55},
-        {"model": "d", "MAdds (M)": 40.0, "b1 (ms)": 5.0, "test accuracy": 0.70},
-    ]
+        {"model": "a", "MAdds": 10.0, "b1": 3.0, "test accuracy": 0.50},
+        {"model": "b", "MAdds": 20.0, "b1": 2.0, "test accuracy": 0.60},
+        {"model": "c", "MAdds": 30.0, "b1": 4.0, "test accuracy": 0.55},
+        {"model": "d", "MAdds": 40.0, "b1": 5.0, "test accuracy": 0.70},
+    ],
+    units={"MAdds": "M", "b1": "ms"},
 )
 
 
 def test_pareto_front():
-    assert metrics.pareto_front(TABLE, "b1 (ms)") == ["b", "d"]  # a is slower and worse than b
-    assert metrics.pareto_front(TABLE, "MAdds (M)") == ["a", "b", "d"]
+    assert metrics.pareto_front(TABLE, "b1") == ["b", "d"]  # a is slower and worse than b
+    assert metrics.pareto_front(TABLE, "MAdds") == ["a", "b", "d"]
     with pytest.raises(ValueError, match="no column 'ms'"):
         metrics.pareto_front(TABLE, "ms")
 
@@ -85,12 +99,12 @@ def _noisy(gap: float, noise: float, sd: float) -> Table:
     jitter = torch.exp(noise * torch.randn(2, 12, generator=g))
     t = Table(
         [
-            {"model": "slow", "b1 (ms)": 1.0, "test accuracy": 0.90, "test accuracy sd": sd},
-            {"model": "fast", "b1 (ms)": 1 - gap, "test accuracy": 0.89, "test accuracy sd": sd},
+            {"model": "slow", "b1": 1.0, "test accuracy": 0.90, "test accuracy sd": sd},
+            {"model": "fast", "b1": 1 - gap, "test accuracy": 0.89, "test accuracy sd": sd},
         ]
     )
     t.times = {
-        "b1 (ms)": {
+        "b1": {
             "slow": (drift * jitter[0]).tolist(),
             "fast": ((1 - gap) * drift * jitter[1]).tolist(),
         }
@@ -101,12 +115,12 @@ def _noisy(gap: float, noise: float, sd: float) -> Table:
 def test_the_front_and_the_disagreements_know_the_noise():
     # fast is 10% faster beyond its noise, and 0.01 less accurate: within spreads of 0.01 each
     clear = _noisy(0.10, 0.01, 0.01)
-    assert metrics.pareto_front(clear, "b1 (ms)") == ["fast"]  # as accurate, and faster
+    assert metrics.pareto_front(clear, "b1") == ["fast"]  # as accurate, and faster
     # the same gap with spreads of 0.001: slow is more accurate beyond its spread, both stay
-    assert metrics.pareto_front(_noisy(0.10, 0.01, 0.001), "b1 (ms)") == ["fast", "slow"]
+    assert metrics.pareto_front(_noisy(0.10, 0.01, 0.001), "b1") == ["fast", "slow"]
     # a 2% gap in 10% noise: neither is faster beyond the noise, both stay on the front
     close = _noisy(0.02, 0.10, 0.01)
-    assert metrics.pareto_front(close, "b1 (ms)") == ["fast", "slow"]
+    assert metrics.pareto_front(close, "b1") == ["fast", "slow"]
     assert "fast = slow" in metrics.verdict(_with_madds(close))
     fast = metrics.latency_pairs(clear)[0]
     assert (fast["model"], fast["against"], fast["verdict"]) == ("fast", "slow", "faster")
@@ -122,7 +136,7 @@ def test_the_front_and_the_disagreements_know_the_noise():
 
 
 def _with_madds(t: Table) -> Table:
-    out = Table([dict(r, **{"MAdds (M)": m}) for r, m in zip(t, (2.0, 1.0))])
+    out = Table([dict(r, **{"MAdds": m}) for r, m in zip(t, (2.0, 1.0))], units=t.units)
     out.times = t.times
     return out
 
@@ -135,12 +149,14 @@ def test_disagreements_and_verdict():
     assert "Cheapest to dearest by MAdds (M): a < b < c < d." in text
     assert "by b1 (ms) (= too close to call): b < a < c < d." in text
     assert "a needs 0.50x the MAdds (M) of b, yet takes 1.50x its time" in text
-    agree = Table([dict(r, **{"b1 (ms)": r["MAdds (M)"]}) for r in TABLE])
-    assert "No pair of models is ordered one way" in metrics.verdict(agree)
+    agree = Table([dict(r, **{"b1": r["MAdds"]}) for r in TABLE])
+    assert "No pair of models is ordered one way by MAdds and" in metrics.verdict(agree)
+    assert d.title == "where MAdds (M) and b1 (ms) disagree beyond the noise"
+    assert list(d[0])[:3] == ["cheaper by MAdds", "than", "MAdds ratio"]
     # with measured rounds: fast has fewer MAdds and is faster beyond the noise, so they agree
     assert not metrics.disagreements(_with_madds(_noisy(0.10, 0.01, 0.01)))
     slow_cheap = _with_madds(_noisy(0.10, 0.01, 0.01))
-    slow_cheap[0]["MAdds (M)"], slow_cheap[1]["MAdds (M)"] = 1.0, 2.0
+    slow_cheap[0]["MAdds"], slow_cheap[1]["MAdds"] = 1.0, 2.0
     row = metrics.disagreements(slow_cheap)[0]
     assert row["than"] == "fast" and row["time ratio"] > 1.05
 
@@ -149,18 +165,19 @@ def test_published_quotes_table_8():
     t = metrics.published(50)
     row = next(r for r in t if r["model"] == "ShuffleNet v2 0.5x (ours)")
     assert row["top-1 accuracy"] == pytest.approx(0.603) and row["MFLOPs"] == 41
-    assert row["ARM (ms)"] == pytest.approx(1000 / 57.0)
+    assert row["ARM"] == pytest.approx(1000 / 57.0)
+    assert t.header("ARM") == "ARM (ms)" and t.header("GPU") == "GPU (ms per batch of 8)"
     assert all(r["MFLOPs"] <= 50 for r in t) and len(t) == 8
-    assert "ShuffleNet v2 0.5x (ours)" in metrics.pareto_front(t, "ARM (ms)", "top-1 accuracy")
+    assert "ShuffleNet v2 0.5x (ours)" in metrics.pareto_front(t, "ARM", "top-1 accuracy")
     with pytest.raises(ValueError, match="max_mflops"):
         metrics.published(0)
 
 
 def test_every_table_reader_names_a_missing_column():
-    table = Table([{"model": "a", "MAdds (M)": 1.0}])
-    with pytest.raises(ValueError, match="no column 'b1 \\(ms\\)' in the table"):
+    table = Table([{"model": "a", "MAdds": 1.0}], units={"MAdds": "M"})
+    with pytest.raises(ValueError, match="no column 'b1' in the table"):
         metrics.verdict(table)
-    with pytest.raises(ValueError, match="no column 'b1 \\(ms\\)' in the table"):
-        metrics.pareto_front(table, cost="b1 (ms)")
+    with pytest.raises(ValueError, match="no column 'b1' in the table"):
+        metrics.pareto_front(table, cost="b1")
     with pytest.raises(TypeError, match="table must be a shufflelib Table, got \\[1, 2\\]"):
         metrics.verdict([1, 2])

@@ -90,11 +90,15 @@ def test_connectivity_and_permutation_and_bars():
 
 
 def test_cost_vs_groups():
-    t = Table(
-        {"g": g, "params": 64 // g, "MAdds": 640 // g, "median (ms)": 1.0, "IQR (ms)": 0.1}
-        for g in (1, 2, 4)
-    )
-    labelled(plot.cost_vs_groups(t))
+    rows = [
+        {"g": g, "params": 64 // g, "MAdds": 640 // g, "median": 1.0, "IQR": 0.1} for g in (1, 2)
+    ]
+    fig = plot.cost_vs_groups(Table(rows, units={"median": "ms", "IQR": "ms"}))
+    assert fig.axes[1].get_ylabel() == "time per forward pass (ms, log)"
+    labelled(fig)
+    fig = plot.cost_vs_groups(Table(rows, units={"median": "us", "IQR": "us"}))
+    assert fig.axes[1].get_ylabel() == "time per forward pass (us, log)"  # the table's unit
+    labelled(fig)
 
 
 def test_mac_curves_and_roofline():
@@ -205,9 +209,10 @@ def test_zoo_figures():
     labelled(fig)
     lat = Table(
         [
-            {"model": "a", "MAdds (M)": 140.0, "median (ms)": 5.0, "IQR (ms)": 0.2},
-            {"model": "b", "MAdds (M)": 300.0, "median (ms)": 7.0, "IQR (ms)": 0.4},
-        ]
+            {"model": "a", "MAdds": 140.0, "median": 5.0, "IQR": 0.2},
+            {"model": "b", "MAdds": 300.0, "median": 7.0, "IQR": 0.4},
+        ],
+        units={"MAdds": "M", "median": "ms", "IQR": "ms"},
     )
     fig = plot.latency_vs_madds(lat, title="latency")
     assert fig.axes[0].get_ylabel() == "measured latency (ms)"
@@ -271,6 +276,11 @@ def test_samples_history_and_pareto():
     assert bars[0].get_segments()[0][:, 0].tolist() == [0.9, 1.1]  # the IQR, split about x
     assert bars[1].get_segments()[0][:, 1].tolist() == pytest.approx([0.45, 0.55])
     labelled(fig)
+    typed = Table([{"model": "a", "b1": 1.0, "test accuracy": 0.5}], units={"b1": "ms"})
+    ax = plot.pareto(typed, "b1").axes[0]  # without xlabel: the column's header
+    assert ax.get_xlabel() == "b1 (ms)" and ax.get_ylabel() == "test accuracy"
+    assert ax.get_title() == "test accuracy against b1 (ms)"
+    plt.close(ax.figure)
     plt.close(fig)
 
 
@@ -312,9 +322,10 @@ def test_figures_with_the_books_longest_labels_stay_readable():
     assert [ax.get_title() for ax in fig.axes[:3]] == ["c = 64", "c = 128", "c = 256"]
     labelled(fig)
     zoo = Table(
-        {"model": f"shufflenet_v2_x{w} (torchvision)", "MAdds (M)": 40.0 * (k + 1),
-         "median (ms)": 3.0 + k / 10, "IQR (ms)": 0.5}
-        for k, w in enumerate(("0_5", "1_0", "1_5", "2_0", "0_5 ours", "1_0 ours"))
+        ({"model": f"shufflenet_v2_x{w} (torchvision)", "MAdds": 40.0 * (k + 1),
+          "median": 3.0 + k / 10, "IQR": 0.5}
+         for k, w in enumerate(("0_5", "1_0", "1_5", "2_0", "0_5 ours", "1_0 ours"))),
+        units={"MAdds": "M", "median": "ms", "IQR": "ms"},
     )  # fmt: skip
     labelled(plot.latency_vs_madds(zoo, title="latency against multiply-adds, batch 1"))
 

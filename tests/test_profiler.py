@@ -22,6 +22,14 @@ def test_profile_by_operator_shares_add_up():
     assert sum(table.column("share")) == pytest.approx(1.0)
     assert any("convolution" in k for k in table.column("kind"))
     assert "input (2, 3, 32, 32)" in table.title and "thread" in table.note
+    assert table.unit("self time") == "ms" and table.header("self time") == "self time (ms)"
+
+
+def test_operator_table_gives_self_time_per_pass_in_ms():
+    table = profiler.operator_table({"aten::conv2d": (0.004, 4), "aten::relu": (0.001, 4)}, 2)
+    assert table.column("operator") == ["aten::conv2d", "aten::relu"]
+    assert table.column("self time") == pytest.approx([2.0, 0.5])  # seconds / runs, in ms
+    assert table.column("calls") == [2, 2] and table.units == {"self time": "ms"}
 
 
 def test_profile_leaves_the_process_streams_and_the_model_alone(monkeypatch):

@@ -113,14 +113,14 @@ def test_architecture_and_accuracy_spot_values():
     assert [flops[w] for w in ("0.5x", "1x", "1.5x", "2x")] == [41, 146, 299, 591]
     assert len(t5) == 11
     r = row("shufflenet_v2.table8", "model", "ShuffleNet v2 2x (ours)")
-    assert (r["MFLOPs"], r["top-1 err (%)"], r["GPU (batches/s)"], r["ARM (images/s)"]) == (
+    assert (r["MFLOPs"], r["top-1 err"], r["GPU"], r["ARM"]) == (
         591,
         25.1,
         217,
         6.7,
     )
     condense = row("shufflenet_v2.table8", "model", "CondenseNet (G=C=8)")
-    assert condense["GPU (batches/s)"] is None and condense["ARM (images/s)"] is None
+    assert condense["GPU"] is None and condense["ARM"] is None
     assert row("shufflenet_v2.table8", "model", "0.4 MobileNet v2 (our impl.)")["input"] == 160
     assert "Ma et al. (2018), Table 8" in reference.table("shufflenet_v2.table8").note
     assert len(reference.table("shufflenet_v2.table8")) == 39
@@ -131,7 +131,7 @@ def test_architecture_and_accuracy_spot_values():
     assert [stage4[f"g={g}"] for g in (1, 2, 3, 4, 8)] == [576, 800, 960, 1088, 1536]
     assert v1[-1]["g=3"] == 137
     assert row("shufflenet_v1.table2", "model", "ShuffleNet 0.5x")["g=4"] == 41.6
-    assert row("shufflenet_v1.table3", "model", "ShuffleNet 1x (g=8)")["delta err (%)"] == 5.2
+    assert row("shufflenet_v1.table3", "model", "ShuffleNet 1x (g=8)")["delta err"] == 5.2
 
     mn = reference.table("mobilenet_v2.table2")
     assert [(r["t"], r["c"], r["n"], r["s"]) for r in mn[1:8]] == [
@@ -144,7 +144,7 @@ def test_architecture_and_accuracy_spot_values():
         (6, 320, 1, 1),
     ]
     r = row("mobilenet_v2.table4", "network", "MobileNetV2")
-    assert (r["top-1 (%)"], r["params (M)"], r["MAdds (M)"], r["CPU (ms)"]) == (72.0, 3.4, 300, 75)
+    assert (r["top-1"], r["params"], r["MAdds"], r["CPU"]) == (72.0, 3.4, 300, 75)
 
     en = reference.table("efficientnet_v2.table4")
     assert [r["channels"] for r in en] == [24, 24, 48, 64, 128, 160, 256, 1280]
@@ -172,12 +172,12 @@ def test_torchvision_metadata():
 def test_reparameterised_networks_spot_values():
     # Chapter 13 quotes these beside the zoo's repvgg_a0 and mobileone_s0 (deployed).
     a0 = row("repvgg.table4", "model", "RepVGG-A0")
-    assert (a0["top-1 (%)"], a0["params (M)"], a0["FLOPs (G)"]) == (72.41, 8.30, 1.4)
+    assert (a0["top-1"], a0["params"], a0["FLOPs"]) == (72.41, 8.30, 1.4)
     assert reference.table("repvgg.table4").title.startswith(
         "RepVGG (Ding et al., CVPR 2021, arXiv:2101.03697), Table 4"
     )
     s0 = row("mobileone.table9", "model", "MobileOne-S0")
-    assert (s0["params (M)"], s0["FLOPs (M)"], s0["top-1 (%)"], s0["latency (ms)"]) == (
+    assert (s0["params"], s0["FLOPs"], s0["top-1"], s0["latency"]) == (
         2.1,
         275,
         71.4,
@@ -186,7 +186,8 @@ def test_reparameterised_networks_spot_values():
     t9 = reference.table("mobileone.table9")
     assert t9.title.startswith("MobileOne (Vasu et al., CVPR 2023, arXiv:2206.04040), Table 9")
     assert t9.column("model") == [f"MobileOne-S{i}" for i in range(5)]
-    assert t9.column("top-1 (%)") == sorted(t9.column("top-1 (%)"))
+    assert t9.column("top-1") == sorted(t9.column("top-1"))
+    assert t9.header("FLOPs") == "FLOPs (M)" and t9.header("latency") == "latency (ms)"
 
 
 def test_unknown_name_lists_the_known_ones():
@@ -222,3 +223,20 @@ def test_progressive_schedule_interpolates_table6_linearly():
         progressive_schedule("S", stages="4")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="stages must be an int >= 2, got True"):
         progressive_schedule("S", stages=True)
+
+
+def test_published_columns_declare_their_units():
+    t8 = reference.table("shufflenet_v2.table8")
+    assert t8.units == {"top-1 err": "%", "GPU": "batches/s", "ARM": "images/s"}
+    assert [t8.header(c) for c in ("MFLOPs", "top-1 err", "GPU", "ARM")] == [
+        "MFLOPs",
+        "top-1 err (%)",
+        "GPU (batches/s)",
+        "ARM (images/s)",
+    ]
+    assert reference.table("shufflenet_v1.table8").header("480x640") == "480x640 (ms)"
+    assert reference.table("shufflenet_v1.table3").unit("delta err") == "%"
+    assert reference.table("mobilenet_v2.table4").unit("params") == "M"
+    assert reference.table("torchvision.metadata").header("file size") == "file size (MB)"
+    for name in reference.names():  # no column name carries a unit: the units say it
+        assert not any(c.endswith(")") for c in reference.table(name).columns), name

@@ -135,3 +135,16 @@ def test_plateau_summary_names_who_still_moved():
     assert "b (0.009 against a spread of 0.002)" in text
     with pytest.raises(TypeError, match="results.accuracy"):
         results.plateau_summary(Table([{"model": "a"}]))
+
+
+def test_train_seconds_sums_each_runs_epochs_over_seeds(store):
+    label = results.BOOK[0]
+    t = results.train_seconds(store, [label])
+    runs = store.by_label()[label]
+    seconds = [sum(row["seconds"] for row in r.history) for r in runs]
+    assert t.column("model") == [label]
+    assert t[0]["train time"] == pytest.approx(sum(seconds) / len(seconds))
+    assert t.units == {"train time": "s", "time sd": "s"}
+    assert t.header("train time") == "train time (s)" and t.unit("images/s") == ""
+    with pytest.raises(ValueError, match="no run 'resnet' in the store"):
+        results.train_seconds(store, ["resnet"])

@@ -31,15 +31,15 @@ def test_shuffle_benchmark(channels_last):
     assert len(names) == len(SHUFFLE_NAMES)
     for name, part in zip(names, SHUFFLE_NAMES, strict=True):
         assert part in name
-    assert table.columns == ["name", "median (ms)", "IQR (ms)", "ratio", "ratio low", "ratio high",
-                             "GB/s"]  # fmt: skip
+    assert table.columns == ["name", "median", "IQR", "ratio", "ratio low", "ratio high", "GB/s"]
+    assert table.units == {"median": "ms", "IQR": "ms"}
     assert set(table.times) == set(names) and all(len(t) == 1 for t in table.times.values())
     assert table[0]["ratio"] == 1.0
     bytes_moved = 2 * 2 * 8 * 4 * 4 * 4  # read + write, float32
     for row in table:
-        assert math.isfinite(row["median (ms)"]) and row["median (ms)"] > 0
+        assert math.isfinite(row["median"]) and row["median"] > 0
         assert math.isfinite(row["GB/s"]) and row["GB/s"] > 0
-        assert row["GB/s"] == pytest.approx(bytes_moved / (row["median (ms)"] * 1e-3) / 1e9)
+        assert row["GB/s"] == pytest.approx(bytes_moved / (row["median"] * 1e-3) / 1e9)
     assert "g=2" in table.title
     assert str(shape) in table.title
     assert ("channels_last" in table.title) == channels_last
@@ -65,7 +65,7 @@ def test_shuffle_split_benchmark():
     assert "shuffle_split" in names[2]
     assert table[0]["ratio"] == 1.0
     for row in table:
-        assert math.isfinite(row["median (ms)"]) and row["median (ms)"] > 0
+        assert math.isfinite(row["median"]) and row["median"] > 0
         assert row["ratio"] > 0
     assert str(shape) in table.title
 
@@ -105,9 +105,10 @@ def test_group_conv_sweep():
     assert table.column("params") == [64, 32, 8]
     assert table.column("MAdds") == [64 * 16, 32 * 16, 8 * 16]
     for row in table:
-        assert math.isfinite(row["median (ms)"]) and row["median (ms)"] > 0
-        assert row["IQR (ms)"] >= 0
-        assert row["GMAdd/s"] > 0
+        assert math.isfinite(row["median"]) and row["median"] > 0
+        assert row["IQR"] >= 0
+        assert row["GMAdd/s"] == pytest.approx(row["MAdds"] / (row["median"] * 1e-3) / 1e9)
+    assert table.header("median") == "median (ms)" and table.unit("GMAdd/s") == ""
     assert torch.__version__ in table.note
 
 
@@ -142,7 +143,8 @@ def test_operator_roofline_rows():
     assert {"ReLU", "add", "concat", "channel shuffle", "3x3 depthwise 128"} <= set(names)
     assert sum(k == "group conv" for k in table.column("kind")) == 4
     for row in table:
-        assert row["MAC (bytes)"] > 0 and row["median (ms)"] > 0
+        assert row["MAC (bytes)"] > 0 and row["median"] > 0
+        assert row["GMAdd/s"] == pytest.approx(row["MAdds"] / (row["median"] * 1e-3) / 1e9)
         if row["kind"] == "no arithmetic":
             assert row["MAdds"] == 0 and row["MAdd/byte"] == 0
         else:
@@ -195,8 +197,16 @@ def test_mbconv_vs_fused_table():
     assert set(f.times) == {8, 16} and set(f.intervals) == {8, 16}
     for row in f:
         # Fused-MBConv's expansion is a full 3x3 conv: 9x the MAdds of the 1x1 it replaces.
-        assert row["Fused-MBConv MAdds (M)"] > row["MBConv MAdds (M)"]
+        assert row["Fused-MBConv MAdds"] > row["MBConv MAdds"]
         assert row["fused / MBConv time"] > 0
-        assert row["MBConv IQR (ms)"] >= 0 and row["Fused-MBConv IQR (ms)"] >= 0
+        assert row["MBConv IQR"] >= 0 and row["Fused-MBConv IQR"] >= 0
+        assert row["MBConv"] > 0 and row["Fused-MBConv"] > 0  # the median times
+    assert [f.header(c) for c in ("MBConv MAdds", "Fused-MBConv MAC", "MBConv", "MBConv IQR")] == [
+        "MBConv MAdds (M)",
+        "Fused-MBConv MAC (MB)",
+        "MBConv (ms)",
+        "MBConv IQR (ms)",
+    ]
+    assert f.unit("fused / MBConv time") == ""
     with pytest.raises(ValueError, match="widths"):
         mbconv_vs_fused((6,))

@@ -7,17 +7,17 @@ from shufflelib.tables import Table
 
 def make_table():
     rows = [
-        {"name": "alpha", "time (ms)": 1.5, "count": 3},
-        {"name": "b<c & d", "time (ms)": 0.25, "count": 20000},
+        {"name": "alpha", "time": 1.5, "count": 3},
+        {"name": "b<c & d", "time": 0.25, "count": 20000},
     ]
-    return Table(rows, title="My title", note="measured on a test machine")
+    return Table(rows, title="My title", note="measured on a test machine", units={"time": "ms"})
 
 
 def test_table_is_a_list_of_row_dicts():
     table = make_table()
     assert isinstance(table, list)
     assert len(table) == 2
-    assert table[0] == {"name": "alpha", "time (ms)": 1.5, "count": 3}
+    assert table[0] == {"name": "alpha", "time": 1.5, "count": 3}
     assert table.title == "My title"
     assert table.note == "measured on a test machine"
 
@@ -38,7 +38,7 @@ def test_table_from_generator_and_defaults():
 
 def test_columns_in_first_seen_order():
     table = make_table()
-    assert table.columns == ["name", "time (ms)", "count"]
+    assert table.columns == ["name", "time", "count"]
     ragged = Table([{"a": 1}, {"b": 2, "a": 3}, {"c": 4}])
     assert ragged.columns == ["a", "b", "c"]
     assert ragged.column("b") == [None, 2, None]
@@ -48,7 +48,7 @@ def test_columns_in_first_seen_order():
 def test_column_values_in_row_order():
     table = make_table()
     assert table.column("name") == ["alpha", "b<c & d"]
-    assert table.column("time (ms)") == [1.5, 0.25]
+    assert table.column("time") == [1.5, 0.25]
     assert table.column("count") == [3, 20000]
 
 
