@@ -10,13 +10,14 @@ layer up (:mod:`shufflelib.sweeps`, :mod:`shufflelib.guidelines`, ...).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
 import os
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from .tables import Table, count
 __all__ = [
     "Measurement",
     "measure",
+    "using_threads",
     "compare",
     "compare_modules",
     "ratio_intervals",
@@ -95,6 +97,26 @@ def _device_of(inputs: Sequence[Any]) -> str:
     return "cpu"
 
 
+@contextlib.contextmanager
+def using_threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads set to ``n`` for the block (as they are when None), then restored.
+
+    Timing sets them once around a whole measurement or comparison: switching the count for
+    every call makes the thread pool resize inside the timed loop, and a compiled graph is
+    specialised to the thread count it was compiled at.
+    """
+    if n is not None:
+        validate.integer("threads", n, minimum=1)
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def measure(
     fn: Callable[..., Any],
     inputs: Sequence[Any] | torch.Tensor = (),
@@ -128,12 +150,13 @@ def measure(
                 return fn(*inputs)
         return fn(*inputs)
 
-    for _ in range(warmup):
-        call()
-    timer = _timer_module().Timer(
-        stmt="call()", globals={"call": call}, num_threads=threads, label=label
-    )
-    m = timer.blocked_autorange(min_run_time=min_run_time)
+    with using_threads(threads):  # warm-up and timing at one thread count
+        for _ in range(warmup):
+            call()
+        timer = _timer_module().Timer(
+            stmt="call()", globals={"call": call}, num_threads=threads, label=label
+        )
+        m = timer.blocked_autorange(min_run_time=min_run_time)
     times = sorted(m.times)
     q1, q3 = (statistics.quantiles(times, n=4)[i] for i in (0, 2)) if len(times) > 1 else (0, 0)
     return Measurement(
@@ -316,13 +339,14 @@ def compare(
     inputs = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
     times: dict[str, list[float]] = {name: [] for name in candidates}
     start, why = _clock(), None
-    while why is None:
-        n = len(times[baseline])
-        order = list(candidates) if n % 2 == 0 else list(candidates)[::-1]
-        for name, t in _one_round(candidates, inputs, order, min_run_time, threads).items():
-            times[name].append(t)
-        intervals = ratio_intervals(times, baseline, estimator=estimator, confidence=confidence)
-        why = _stop(intervals, n + 1, rounds, max_rounds, target, _clock() - start, max_seconds)
+    with using_threads(threads):  # set once for every round, not switched for every call
+        while why is None:
+            n = len(times[baseline])
+            order = list(candidates) if n % 2 == 0 else list(candidates)[::-1]
+            for name, t in _one_round(candidates, inputs, order, min_run_time, threads).items():
+                times[name].append(t)
+            intervals = ratio_intervals(times, baseline, estimator=estimator, confidence=confidence)
+            why = _stop(intervals, n + 1, rounds, max_rounds, target, _clock() - start, max_seconds)
     table = Table(_compare_rows(times, intervals), title=title, units=TIME_UNITS)
     table.times, table.intervals = times, intervals
     device = device if device is not None else _device_of(inputs)

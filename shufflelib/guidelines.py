@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from . import stats, validate
-from .bench import MIN_ROUNDS, TIME_UNITS, compare, sampling_arguments
+from .bench import MIN_ROUNDS, TIME_UNITS, compare, sampling_arguments, using_threads
 from .cost import mac, madds
 from .env import machine_part, pick_device
 from .reference import table as reference_table
@@ -474,10 +474,7 @@ def _run(
         row = {**row, "MAdds": madds(net, shape), "MAC (bytes)": mac(net, shape).bytes}
         candidates[str(row["label"])] = lambda net=net, x=x: net(x)
         rows.append(row)
-    previous = torch.get_num_threads()
-    if timing.threads is not None:
-        torch.set_num_threads(timing.threads)
-    try:  # compare() times with torch's current thread count and names it in the machine line
+    with using_threads(timing.threads):  # compare() names the thread count it ran at
         timed = compare(
             candidates,
             (),
@@ -487,8 +484,6 @@ def _run(
             device=timing.device,
             **timing.sampling,
         )
-    finally:
-        torch.set_num_threads(previous)
     return _sweep_table(rows, timed, timing.batch, paper, title)
 
 

@@ -12,8 +12,7 @@ The experiments layer: above :mod:`shufflelib.deploy`, which it imports, and bel
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from . import stats, validate
-from .bench import MIN_ROUNDS, Roofline, compare, sampling_arguments
+from .bench import MIN_ROUNDS, Roofline, compare, sampling_arguments, using_threads
 from .cost import mac, madds
 from .deploy import (
     PRECISIONS,
@@ -164,22 +163,6 @@ def _check_ladder(model, reference, name, image_size, roof, calibration_data, ev
         validate.integer("threads", threads, minimum=1)
     if eval_data is not None and calibration_data is None:
         raise ValueError("eval_data measures the int8 agreement: pass calibration_data too")
-
-
-@contextlib.contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """torch's CPU threads set to ``n`` for the block (as they are when None), then restored.
-
-    Compiled graphs are specialised to the thread count: compiling, checking and timing at the
-    same count keeps every call on the graph compiled for it.
-    """
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -356,7 +339,7 @@ def ladder(
     validate.number("min_run_time", min_run_time, above=0)
     sampling = sampling_arguments(rounds, sampling)
     chosen = chosen_runtimes(runtimes)
-    with _threads(threads):
+    with using_threads(threads):  # compiled graphs are specialised to the thread count
         setup = _setup(model, reference, calibration_data, eval_data, image_size, chosen)
         rows = _first_rows(name, setup)
         g, times, kept, note = torch.Generator().manual_seed(0), {}, {}, ""

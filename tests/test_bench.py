@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from shufflelib import bench
 from shufflelib.bench import (
     Measurement,
     compare,
@@ -74,6 +75,32 @@ def test_measure_threads_argument_and_restores_thread_count():
     m = measure(lambda x: x + 1, torch.ones(4), threads=1, **FAST)
     assert m.threads == 1
     assert torch.get_num_threads() == before
+
+
+def test_warm_up_timing_and_every_round_run_at_the_threads_asked_for():
+    # The count is set once around a measurement (warm-up included) and once around all of a
+    # comparison's rounds, never switched call by call; afterwards the caller's count is back.
+    torch.set_num_threads(2)
+    seen = []
+
+    def fn():
+        seen.append(torch.get_num_threads())
+
+    measure(fn, threads=1, warmup=2, **FAST)
+    assert set(seen) == {1} and torch.get_num_threads() == 2
+    seen.clear()
+    switches = []
+    with pytest.MonkeyPatch.context() as mp:
+        real = torch.set_num_threads
+        mp.setattr(torch, "set_num_threads", lambda n: (switches.append(n), real(n)))
+        compare({"a": fn, "b": fn}, (), baseline="a", rounds=2, max_rounds=2, **FAST, threads=1)
+    assert set(seen) == {1} and torch.get_num_threads() == 2
+    assert switches.count(2) == 1  # back to the caller's count once, at the end, not per call
+    with bench.using_threads(None):
+        assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="threads.*0"):
+        with bench.using_threads(0):
+            pass
 
 
 def test_measurement_as_row():
