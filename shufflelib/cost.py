@@ -21,6 +21,7 @@ from . import validate
 from .tables import Table
 
 __all__ = [
+    "MAC_UNITS",
     "count_params",
     "madds",
     "MemoryAccess",
@@ -33,6 +34,8 @@ __all__ = [
     "stage_report",
     "torchinfo_summary",
 ]
+
+MAC_UNITS = {"MAC": "bytes"}  # the unit of every "MAC" column ("MAC elements" counts elements)
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -229,21 +232,20 @@ def layer_report(model: nn.Module, input_size: Sequence[int]) -> Table:
                     "input": r.in_shape,
                     "output": r.out_shape,
                     "MAdds": 0,
-                    "MAC (elements)": 0,
-                    "MAC (bytes)": 0,
+                    "MAC elements": 0,
+                    "MAC": 0,
                 }
             )
         row = rows[index[key]]
         row["MAdds"] += r.madds
-        row["MAC (elements)"] += r.elements
-        row["MAC (bytes)"] += r.bytes
+        row["MAC elements"] += r.elements
+        row["MAC"] += r.bytes
         row["output"] = r.out_shape
     for row in rows:
-        row["MAdd/byte"] = row["MAdds"] / row["MAC (bytes)"] if row["MAC (bytes)"] else 0.0
-    total = (
-        f"{sum(r['MAdds'] for r in rows):,} MAdds, {sum(r['MAC (bytes)'] for r in rows):,} bytes"
-    )
-    return Table(rows, title=f"{type(model).__name__} on input {tuple(input_size)}", note=total)
+        row["MAdd/byte"] = row["MAdds"] / row["MAC"] if row["MAC"] else 0.0
+    total = f"{sum(r['MAdds'] for r in rows):,} MAdds, {sum(r['MAC'] for r in rows):,} bytes"
+    title = f"{type(model).__name__} on input {tuple(input_size)}"
+    return Table(rows, title=title, note=total, units=MAC_UNITS)
 
 
 def size_table(
@@ -361,18 +363,19 @@ def stage_report(model: nn.Module, input_size: Sequence[int], depth: int = 1) ->
             params = 0 if key == "(model)" else count_params(model.get_submodule(key))
             if key == "(model)":  # parameters held by the model itself, outside any child
                 params = sum(p.numel() for p in model.parameters(recurse=False))
-            rows[key] = {"stage": key, "params": params, "MAdds": 0, "MAC (bytes)": 0}
+            rows[key] = {"stage": key, "params": params, "MAdds": 0, "MAC": 0}
         rows[key]["MAdds"] += r["MAdds"]
-        rows[key]["MAC (bytes)"] += r["MAC (bytes)"]
+        rows[key]["MAC"] += r["MAC"]
         rows[key]["output"] = outputs.get(key, r["output"])
     for row in rows.values():
-        row["MAdd/byte"] = row["MAdds"] / row["MAC (bytes)"] if row["MAC (bytes)"] else 0.0
+        row["MAdd/byte"] = row["MAdds"] / row["MAC"] if row["MAC"] else 0.0
     ordered = [r for k, r in rows.items() if k != "(model)"] + [
         r
         for k, r in rows.items()
         if k == "(model)"  # the model's own work (pooling, flatten)
     ]
-    return Table(ordered, title=f"{type(model).__name__} by stage, input {tuple(input_size)}")
+    title = f"{type(model).__name__} by stage, input {tuple(input_size)}"
+    return Table(ordered, title=title, units=MAC_UNITS)
 
 
 def torchinfo_summary(

@@ -46,7 +46,7 @@ from torch import nn
 
 from . import stats, validate
 from .bench import MIN_ROUNDS, TIME_UNITS, compare, sampling_arguments, using_threads
-from .cost import mac, madds
+from .cost import MAC_UNITS, mac, madds
 from .env import machine_part, pick_device
 from .reference import table as reference_table
 from .tables import Table, count
@@ -471,7 +471,7 @@ def _run(
         net.to(timing.device).eval()
         shape = net.input_size(timing.batch, timing.size)
         x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(timing.device)
-        row = {**row, "MAdds": madds(net, shape), "MAC (bytes)": mac(net, shape).bytes}
+        row = {**row, "MAdds": madds(net, shape), "MAC": mac(net, shape).bytes}
         candidates[str(row["label"])] = lambda net=net, x=x: net(x)
         rows.append(row)
     with using_threads(timing.threads):  # compare() names the thread count it ran at
@@ -524,7 +524,7 @@ def _sweep_table(
         f"(speed low, speed high) | paper GPU/ARM: speed / the paper's first row, "
         f"ShuffleNet V2 {name.split('.')[-1].replace('table', 'Table ')} ({columns})"
     )
-    table = Table(out, title=title, note=note, units=TIME_UNITS)
+    table = Table(out, title=title, note=note, units={**TIME_UNITS, **MAC_UNITS})
     table.times = getattr(timed, "times", {})
     table.intervals = getattr(timed, "intervals", {})
     return table

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import stats, validate
 from .bench import MIN_ROUNDS, Roofline, compare, sampling_arguments, using_threads
-from .cost import mac, madds
+from .cost import MAC_UNITS, mac, madds
 from .deploy import (
     PRECISIONS,
     Compiled,
@@ -548,7 +548,7 @@ def _point(row: Mapping[str, Any], batch: int, net: str, work: int, moved: int) 
         "operator": f"{row['variant']} (b{batch})",
         "kind": f"{net}, batch {batch}",
         "MAdds": work,
-        "MAC (bytes)": moved,
+        "MAC": moved,
         "MAdd/byte": work / moved,
         "GMAdd/s": work / seconds / 1e9,
         "GB/s": moved / seconds / 1e9,
@@ -582,4 +582,4 @@ def roofline_points(
                 if net not in counts:
                     counts[net] = _work_and_bytes(models[net], (b, 3, image_size, image_size))
                 rows.append(_point(row, b, net, *counts[net]))
-    return Table(rows, title="whole networks on the roofline")
+    return Table(rows, title="whole networks on the roofline", units=MAC_UNITS)

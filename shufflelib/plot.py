@@ -504,7 +504,7 @@ def stage_costs(table: Table, title: str = "") -> Figure:
     panels = (
         ("params", "parameters (millions)", 1e6),
         ("MAdds", "multiply-adds (millions)", 1e6),
-        ("MAC (bytes)", "memory access (MB)", 1e6),
+        ("MAC", "memory access (MB)", 1e6),
     )
     for k, (ax, (column, label, scale)) in enumerate(zip(axes, panels)):
         ax.barh(range(len(stages)), [v / scale for v in table.column(column)], color=f"C{k}")

@@ -23,7 +23,7 @@ from .bench import (
     measure,
     sampling_arguments,
 )
-from .cost import count_params, mac, madds
+from .cost import MAC_UNITS, count_params, mac, madds
 from .env import machine_info, pick_device
 from .models.efficientnet_v2 import FusedMBConv, MBConv
 from .ops import channel_shuffle, channel_split, shuffle_permutation, shuffle_split
@@ -293,7 +293,7 @@ def operator_roofline(
                 "operator": name,
                 "kind": family,
                 "MAdds": work,
-                "MAC (bytes)": moved,
+                "MAC": moved,
                 "MAdd/byte": work / moved,
                 "median": m.median * 1e3,
                 "IQR": m.iqr * 1e3,
@@ -302,7 +302,9 @@ def operator_roofline(
             }
         )
     title = f"operators on input (batch {batch}, C, {size}, {size}), float32, {device}"
-    return Table(rows, title=title, note=str(machine_info(device)), units=TIME_UNITS)
+    return Table(
+        rows, title=title, note=str(machine_info(device)), units={**TIME_UNITS, **MAC_UNITS}
+    )
 
 
 def roofline_reading(roof: Roofline, operators: Table) -> Table:
@@ -340,7 +342,7 @@ def roofline_reading(roof: Roofline, operators: Table) -> Table:
         if dram <= 1:
             reading = "within the roof"
         elif cache <= 1:
-            mb = r["MAC (bytes)"] / 2**20
+            mb = r["MAC"] / 2**20
             reading = f"above the DRAM roof: its {mb:.1f} MiB stay in cache"
         else:
             reading = "above both roofs: this operator beats the probe's ceiling"

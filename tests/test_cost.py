@@ -254,7 +254,8 @@ def test_mac_small_network_is_sum_of_layers():
     report = layer_report(net, (1, c, h, w))
     assert report.column("layer") == ["0", "1", "2", "3"]
     assert report.column("type") == ["Conv2d", "ReLU", "Conv2d", "Conv2d"]
-    assert sum(report.column("MAC (elements)")) == want
+    assert sum(report.column("MAC elements")) == want
+    assert report.unit("MAC elements") == "" and report.header("MAC") == "MAC (bytes)"
     assert sum(report.column("MAdds")) == madds(net, (1, c, h, w))
     assert report.column("MAdds")[1] == 0 and report.column("MAdd/byte")[1] == 0
     assert report[0]["input"] == (1, c, h, w) and report[0]["output"] == (1, 2 * c, h, w)
@@ -272,7 +273,7 @@ def test_layer_report_names_functional_work_of_a_parent():
 
     rows = {r["layer"]: r for r in layer_report(Block(), (1, 4, 3, 3))}
     assert set(rows) == {"conv", "(model):cat"}
-    assert rows["(model):cat"]["MAC (elements)"] == 2 * 36 + 72
+    assert rows["(model):cat"]["MAC elements"] == 2 * 36 + 72
 
 
 def test_mac_restores_modes_and_rejects_bad_input():
@@ -334,7 +335,8 @@ def test_stage_report_sums_to_the_whole_model():
     assert report.column("stage") == ["stem", "body", "fc", "(model)"]
     assert sum(report.column("params")) == count_params(net)
     assert sum(report.column("MAdds")) == madds(net, shape)
-    assert sum(report.column("MAC (bytes)")) == mac(net, shape).bytes
+    assert sum(report.column("MAC")) == mac(net, shape).bytes
+    assert report.unit("MAC") == "bytes" and report.header("MAC") == "MAC (bytes)"
     assert report[0]["output"] == (2, 8, 6, 6) and report[1]["output"] == (2, 16, 6, 6)
     deeper = stage_report(net, shape, depth=2)
     assert deeper.column("stage")[:4] == ["stem.0", "stem.1", "body.0", "body.1"]

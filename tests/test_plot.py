@@ -146,7 +146,7 @@ def test_network_roofline_marks_each_variant_and_batch():
             "operator": f"{variant} (b{b})",
             "kind": f"net, batch {b}",
             "MAdds": 100,
-            "MAC (bytes)": 50,
+            "MAC": 50,
             "MAdd/byte": 2.0,
             "GMAdd/s": speed * b,
             "GB/s": speed * b / 2,
@@ -199,8 +199,8 @@ def test_guideline_speeds_draws_three_series_per_config():
 def test_zoo_figures():
     stages = Table(
         [
-            {"stage": "conv1", "params": 1e3, "MAdds": 1e6, "MAC (bytes)": 2e6},
-            {"stage": "stage2", "params": 3e4, "MAdds": 2e7, "MAC (bytes)": 1e7},
+            {"stage": "conv1", "params": 1e3, "MAdds": 1e6, "MAC": 2e6},
+            {"stage": "stage2", "params": 3e4, "MAdds": 2e7, "MAC": 1e7},
         ],
         title="by stage",
     )
