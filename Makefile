@@ -56,7 +56,7 @@ book-student: $(STAMP) cache
 # nbval executes each notebook once; tests/nbval_cache.py stores what it ran in the execution
 # cache, and the site tests (run last) build the book from that cache instead of running it again.
 test: $(STAMP) lint cache
-	$(BIN)/python -m pytest tests book --nbval-lax -p tests.nbval_cache
+	$(BIN)/python -m pytest tests book --nbval-lax -p tests.nbval_cache --durations=25
 
 test-site: $(STAMP) cache
 	$(BIN)/python -m pytest tests/test_site.py
