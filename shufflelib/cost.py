@@ -33,6 +33,7 @@ __all__ = [
     "mac_vs_groups",
     "stage_report",
     "torchinfo_summary",
+    "guideline_profile",
 ]
 
 MAC_UNITS = {"MAC": "bytes"}  # the unit of every "MAC" column ("MAC elements" counts elements)
@@ -414,3 +415,72 @@ def torchinfo_summary(
         )
     note = f"torchinfo: {stats.total_params:,} parameters, {stats.total_mult_adds:,} mult-adds"
     return Table(rows, title=f"{type(model).__name__} on input {size}, depth {depth}", note=note)
+
+
+# aten operators that copy a tensor without changing it: layout moves, not element-wise work.
+_COPIES = {"clone", "copy_", "_to_copy", "contiguous", "cat", "stack"}
+
+
+def _is_elementwise(r: _OpRecord) -> bool:
+    """An operator that maps each element on its own: no multiply-adds, output shaped as its
+    first input, and neither a copy nor a BatchNorm (which deployment folds, chapter 11)."""
+    if r.madds or r.op in _COPIES or "batch_norm" in r.op or not r.out_shape:
+        return False
+    return r.out_shape == r.in_shape
+
+
+def _profile_row(model: nn.Module, size: tuple[int, ...]) -> dict[str, Any]:
+    records = _trace(model, size)
+    convs = {n or "(model)": m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    total_madds = sum(r.madds for r in records) or 1
+    grouped = depthwise = 0
+    pointwise, bound = 0.0, 0.0
+    for r in records:
+        conv = convs.get(r.module)
+        if conv is None or r.op != "convolution":
+            continue
+        if conv.groups == conv.in_channels and conv.groups > 1:
+            depthwise += r.madds
+        elif conv.groups > 1:
+            grouped += r.madds
+        elif conv.kernel_size == (1, 1):  # G1: Eq. 1 against its minimum at the same MAdds
+            hw, c1, c2 = r.out_shape[-1] * r.out_shape[-2], conv.in_channels, conv.out_channels
+            pointwise += pointwise_mac(1, hw, c1, c2)
+            bound += pointwise_mac(1, hw, (c1 * c2) ** 0.5, (c1 * c2) ** 0.5)
+    elementwise = sum(r.bytes for r in records if _is_elementwise(r))
+    return {
+        "1x1 MAC / minimum": pointwise / bound if bound else None,
+        "grouped MAdds": 100 * grouped / total_madds,
+        "depthwise MAdds": 100 * depthwise / total_madds,
+        "operators": len(records),
+        "element-wise MAC": 100 * elementwise / (sum(r.bytes for r in records) or 1),
+    }
+
+
+def guideline_profile(models: Mapping[str, nn.Module], input_size: Sequence[int]) -> Table:
+    """How far each network's structure follows the four guidelines, counted on paper; ch. 4.
+
+    One row per network, from the operators one forward pass on ``input_size`` runs (the trace
+    behind :func:`mac`). No library measures a design against the ShuffleNet V2 paper's
+    guidelines, so these four counts are ours:
+
+    - **G1** ``1x1 MAC / minimum``: the MAC of every dense 1x1 convolution (Eq. 1, without
+      bias) over the least MAC a 1x1 convolution with the same multiply-adds on the same map can
+      have, at equal input and output widths; 1.0 means every one keeps its widths equal.
+    - **G2** ``grouped MAdds`` and ``depthwise MAdds``: the share (%) of the multiply-adds in
+      group convolutions (1 < groups < input channels) and in depthwise ones.
+    - **G3** ``operators``: the aten operators that move data, the fragments a runtime launches
+      one by one unless it fuses them.
+    - **G4** ``element-wise MAC``: the share (%) of the bytes moved by element-wise operators
+      (activations, additions, multiplications by a same-shaped tensor). BatchNorm is left out,
+      since deployment folds it into the convolution before it (chapter 11).
+
+    Counts, not times: chapters 4, 7, 12 and 13 time what they predict.
+    """
+    validate.mapping("models", models)
+    for name, model in models.items():
+        validate.module(f"models[{name!r}]", model)
+    size = validate.shape("input_size", input_size)
+    rows = [{"model": name, **_profile_row(model, size)} for name, model in models.items()]
+    units = {"grouped MAdds": "%", "depthwise MAdds": "%", "element-wise MAC": "%"}
+    return Table(rows, title=f"the guidelines on paper, input {size}", units=units)

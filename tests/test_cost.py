@@ -4,6 +4,7 @@ from torch import nn
 
 from shufflelib.cost import (
     count_params,
+    guideline_profile,
     layer_report,
     mac,
     mac_vs_groups,
@@ -392,3 +393,64 @@ def test_torchinfo_summary_is_a_table_of_torchinfos_counts():
         torchinfo_summary("net")
     with pytest.raises(ValueError, match="depth"):
         torchinfo_summary(net, (1, 3, 16, 16), depth=0)
+
+
+class _Residual(nn.Module):
+    """A 1x1 c -> 4c -> c pair with a ReLU between and a shortcut around it (no BatchNorm)."""
+
+    def __init__(self, c: int = 8, groups: int = 1):
+        super().__init__()
+        self.expand = nn.Conv2d(c, 4 * c, 1, bias=False)
+        self.dw = nn.Conv2d(4 * c, 4 * c, 3, padding=1, groups=4 * c, bias=False)
+        self.project = nn.Conv2d(4 * c, c, 1, groups=groups, bias=False)
+
+    def forward(self, x):
+        return x + self.project(torch.relu(self.dw(self.expand(x))))
+
+
+def test_guideline_profile_counts_each_guideline_by_hand():
+    c, hw = 8, 5 * 5
+    row = guideline_profile({"block": _Residual(c)}, (1, c, 5, 5))[0]
+    # G1: Eq. 1 of the two 1x1 convolutions over its value at equal widths, 2 hw c + (2c)^2 each
+    assert row["1x1 MAC / minimum"] == pytest.approx(
+        2 * (hw * 5 * c + 4 * c * c) / (2 * (hw * 4 * c + 4 * c * c))
+    )
+    dw, pw = hw * 4 * c * 9, hw * 4 * c * c
+    assert row["depthwise MAdds"] == pytest.approx(100 * dw / (dw + 2 * pw))
+    assert row["grouped MAdds"] == 0
+    assert row["operators"] == 5  # three convolutions, the ReLU and the addition
+    relu, add = 2 * hw * 4 * c, 3 * hw * c
+    macs = mac(_Residual(c), (1, c, 5, 5)).elements
+    assert row["element-wise MAC"] == pytest.approx(100 * (relu + add) / macs)
+
+
+def test_guideline_profile_grouped_and_no_pointwise():
+    row = guideline_profile({"g": _Residual(8, groups=4)}, (1, 8, 4, 4))[0]
+    assert row["grouped MAdds"] > 0
+    only_dw = nn.Conv2d(4, 4, 3, groups=4)
+    row = guideline_profile({"dw": only_dw}, (1, 4, 6, 6))[0]
+    assert row["1x1 MAC / minimum"] is None and row["depthwise MAdds"] == 100
+    assert row["element-wise MAC"] == 0
+
+
+def test_guideline_profile_folding_reduces_operators():
+    from shufflelib.models import build, reparameterize
+
+    m = build("repvgg_a0").eval()
+    table = guideline_profile({"train": m, "deployed": reparameterize(m)}, (1, 3, 32, 32))
+    train, deployed = table.column("operators")
+    assert deployed < train / 3
+    assert table.unit("element-wise MAC") == "%"
+
+
+@pytest.mark.parametrize(
+    "models, size, error, match",
+    [
+        ({}, (1, 3, 8, 8), ValueError, "models"),
+        ({"x": 3}, (1, 3, 8, 8), TypeError, "models\\['x'\\]"),
+        ({"x": nn.ReLU()}, (1, 0, 8), ValueError, "input_size"),
+    ],
+)
+def test_guideline_profile_rejects_bad_input(models, size, error, match):
+    with pytest.raises(error, match=match):
+        guideline_profile(models, size)
