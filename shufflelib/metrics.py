@@ -35,10 +35,12 @@ __all__ = [
 ]
 
 
-def _check_models(models: Mapping[str, nn.Module], accuracy: Mapping[str, Any]) -> None:
+def _check_models(models: Mapping[str, nn.Module], accuracy: Mapping[str, Any] | None) -> None:
     validate.mapping("models", models)
     for name, m in models.items():
         validate.module(f"models[{name!r}]", m)
+    if accuracy is None:
+        return
     validate.mapping("accuracy", accuracy)
     if set(accuracy) != set(models):
         raise ValueError(
@@ -67,7 +69,7 @@ def _accuracy_columns(a: float | Sequence[float]) -> dict[str, Any]:
 
 def direct_metrics(
     models: Mapping[str, nn.Module],
-    accuracy: Mapping[str, float | Sequence[float]],
+    accuracy: Mapping[str, float | Sequence[float]] | None,
     image_size: int = 32,
     batch_sizes: Sequence[int] = (1, 16),
     *,
@@ -80,7 +82,8 @@ def direct_metrics(
     """One row per model: accuracy, params, MAdds, MAC and latency per batch size; chapter 10.
 
     ``accuracy`` gives each model's test accuracy, or a list of them (one per seed): then the
-    row shows their mean, ``test accuracy sd`` (the spread over seeds) and ``seeds``. Latency
+    row shows their mean, ``test accuracy sd`` (the spread over seeds) and ``seeds``; None
+    leaves accuracy out, for networks timed but not trained (chapter 10's later designs). Latency
     is the median (and IQR) of interleaved rounds on ``device`` (default: the best one here),
     ``threads`` CPU threads (default: all), sampled as :func:`shufflelib.bench.compare` does
     (``sampling`` goes there). Columns ``b{N}`` and ``b{N} IQR`` (ms) for each batch size
@@ -95,7 +98,8 @@ def direct_metrics(
     sampling = sampling_arguments(rounds, sampling)
     device = pick_device(device)
     rows: dict[str, dict[str, Any]] = {
-        name: {"model": name, **_accuracy_columns(accuracy[name])} for name in models
+        name: {"model": name, **(_accuracy_columns(accuracy[name]) if accuracy is not None else {})}
+        for name in models
     }
     times: dict[str, dict[str, list[float]]] = {}
     for b in batch_sizes:

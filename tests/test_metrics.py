@@ -53,6 +53,16 @@ def test_direct_metrics_counts_and_times_every_model(one_thread):
     assert models["wide"].training, "the caller's model keeps its train mode"
 
 
+def test_direct_metrics_without_accuracy_times_untrained_networks(one_thread):
+    t = metrics.direct_metrics(
+        {"a": net(4), "b": net(8)}, None, image_size=8, batch_sizes=(2,), min_run_time=0.01,
+        max_seconds=1,
+    )  # fmt: skip
+    assert t.columns[:4] == ["model", "params", "MAdds", "MAC"] and "test accuracy" not in t.columns
+    assert len(t.column("b2")) == 2 and t.unit("b2") == "ms"
+    assert len(metrics.latency_pairs(t, "b2")) == 1  # compared by the clock alone
+
+
 def test_direct_metrics_rejects_bad_input():
     with pytest.raises(ValueError, match="one entry per model"):
         metrics.direct_metrics({"a": net(4)}, {"b": 0.5})
