@@ -56,7 +56,15 @@ __all__ = [
     "roofline_points",
 ]
 
-REFERENCE = "torchvision eager"  # the baseline row of every ladder
+REFERENCE = "torchvision eager"  # the baseline row of a ladder, unless it is given another name
+_STEPS = (
+    "ours eager",
+    "+ BN folding",
+    "+ re-parameterised",
+    "+ channels-last",
+    "+ compiled",
+    "+ int8",
+)
 COLUMNS = {  # what -> the name of that column for one batch size (see column); units: UNITS
     "median": "b{batch}",
     "IQR": "b{batch} IQR",
@@ -189,10 +197,10 @@ def _first_rows(name: str, setup: _Setup) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def _setup(model, reference, calibration_data, eval_data, image_size, runtimes) -> _Setup:
+def _setup(model, reference, reference_name, calibration_data, eval_data, image_size, runtimes):
     """The eager rows of the ladder (name -> model), the int8 graph when calibrating, and the
     exported models when a runtime is to run them."""
-    variants = {REFERENCE: reference, **steps(model)}
+    variants = {reference_name: reference, **steps(model)}
     quantized = None
     if calibration_data is not None:
         layout = variants["+ channels-last"]
@@ -200,7 +208,8 @@ def _setup(model, reference, calibration_data, eval_data, image_size, runtimes) 
     exported: dict[str, OnnxModel] = {}
     if runtimes:
         example = torch.randn(1, 3, image_size, image_size, generator=torch.Generator())
-        exported = onnx_models(model, example, calibration_data)
+        # a network trained with branches is exported as deployed: no exporter folds them
+        exported = onnx_models(variants.get("+ re-parameterised", model), example, calibration_data)
     return _Setup(variants, quantized, exported, runtimes)
 
 
@@ -252,7 +261,7 @@ def _time_batch(model, setup, x, rows, name, min_run_time, threads, sampling):
     timed = compare(
         inference_calls(fns, x),
         (),
-        baseline=REFERENCE,
+        baseline=next(iter(setup.variants)),
         min_run_time=min_run_time,
         threads=threads,
         **sampling,
@@ -295,6 +304,7 @@ def ladder(
     reference: nn.Module,
     *,
     name: str = "",
+    reference_name: str = REFERENCE,
     batches: Sequence[int] = (1, 16),
     image_size: int = 224,
     calibration_data: torch.Tensor | Iterable[Any] | None = None,
@@ -308,39 +318,45 @@ def ladder(
 ) -> LadderTable:
     """Chapter 11's table: each deployment step on top of the last, timed side by side.
 
-    Rows: ``reference`` (torchvision's model, eager), ``model`` (ours, eager, same weights),
-    + BN folding, + channels-last (with the fast units for ShuffleNet V2), + compiled
-    (:func:`~shufflelib.deploy.compile`, once per batch size), and with ``calibration_data``
-    + int8 (:func:`~shufflelib.deploy.quantize_int8`, calibrated once, compiled per batch
-    size). Then the runtimes outside PyTorch, for each of ``runtimes`` installed (None: every
-    one, ``()``: none): ``model`` exported once (:func:`~shufflelib.deploy.export_onnx`) and
-    run in ONNX Runtime and OpenVINO in float32, in OpenVINO's bfloat16 where the CPU has the
-    instructions and, with ``calibration_data``, in int8 (:func:`~shufflelib.deploy.
-    quantize_onnx`), each loaded for every batch size (:func:`~shufflelib.deploy.
-    runtime_models`). Every row names its ``backend`` and ``precision``. Per batch size
-    (columns named by :func:`column`): median and IQR over the interleaved rounds of
-    :func:`~shufflelib.bench.compare` (``rounds`` at least; ``sampling`` goes there), and the
-    speed-up over torchvision eager (1 / the paired time ratio) with its interval (``low``,
-    ``high``). The table carries ``batches`` and ``times`` (batch -> variant -> per-round
-    seconds) for any other paired ratio; the medians and IQRs are in ms (:data:`UNITS`). Also
-    the compile seconds (column :data:`COMPILE`; all batch sizes together; for a runtime:
-    export, quantisation and loading), the largest output difference to ours
+    Rows: ``reference`` (the library's model, eager, in the row ``reference_name``:
+    torchvision's by default, timm's for the networks since 2021), ``model`` (ours, eager, same
+    weights), + BN folding (+ re-parameterised for RepVGG and MobileOne;
+    :func:`~shufflelib.deploy.steps`), + channels-last (with the fast units for ShuffleNet V2),
+    + compiled (:func:`~shufflelib.deploy.compile`, once per batch size), and with
+    ``calibration_data`` + int8 (:func:`~shufflelib.deploy.quantize_int8`, calibrated once,
+    compiled per batch size). Then the runtimes outside PyTorch, for each of ``runtimes``
+    installed (None: every one, ``()``: none): ``model`` (re-parameterised, for RepVGG and
+    MobileOne) exported once (:func:`~shufflelib.deploy.export_onnx`) and run in ONNX Runtime
+    and OpenVINO in float32, in OpenVINO's bfloat16 where the CPU has the instructions and, with
+    ``calibration_data``, in int8 (:func:`~shufflelib.deploy.quantize_onnx`), each loaded for
+    every batch size (:func:`~shufflelib.deploy.runtime_models`). Every row names its
+    ``backend`` and ``precision``. Per batch size (columns named by :func:`column`): median and
+    IQR over the interleaved rounds of :func:`~shufflelib.bench.compare` (``rounds`` at least;
+    ``sampling`` goes there), and the speed-up over the reference (1 / the paired time ratio)
+    with its interval (``low``, ``high``). The table carries ``batches`` and ``times`` (batch ->
+    variant -> per-round seconds) for any other paired ratio; the medians and IQRs are in ms
+    (:data:`UNITS`). Also the compile seconds (column :data:`COMPILE`; all batch sizes together;
+    for a runtime: export, quantisation and loading), the largest output difference to ours
     eager on the timing input (relative to the largest output when that exceeds 1), and with
     ``eval_data`` the top-1 agreement of every reduced precision with the float model (for
     PyTorch's int8, of PT2E's reference graph, which the compiled int8 kernels compute). With
     ``roof`` (:func:`~shufflelib.bench.roofline_probe`), the fraction of the roofline bound
     (:func:`roofline_bound`) each row reaches; int8 moves fewer bytes than the float32 bound
     assumes and can exceed 1. The table keeps the exported models (``exported``) and the
-    compiled ones (``compiled``). Everything
-    runs on ``threads`` threads (as torch's are when None). Neither model is changed.
+    compiled ones (``compiled``). Everything runs on ``threads`` threads (as torch's are when
+    None). Neither model is changed.
     """
     _check_ladder(model, reference, name, image_size, roof, calibration_data, eval_data, threads)
+    if validate.text("reference_name", reference_name) in _STEPS:
+        raise ValueError(f"reference_name must not name a step ({_STEPS}), got {reference_name!r}")
     batches = validate.shape("batches", batches)
     validate.number("min_run_time", min_run_time, above=0)
     sampling = sampling_arguments(rounds, sampling)
     chosen = chosen_runtimes(runtimes)
     with using_threads(threads):  # compiled graphs are specialised to the thread count
-        setup = _setup(model, reference, calibration_data, eval_data, image_size, chosen)
+        setup = _setup(
+            model, reference, reference_name, calibration_data, eval_data, image_size, chosen
+        )
         rows = _first_rows(name, setup)
         g, times, kept, note = torch.Generator().manual_seed(0), {}, {}, ""
         for b in batches:
@@ -453,16 +469,17 @@ def fastest(table: LadderTable, batch: int, *, precision: str | None = "float32"
     """The sentence that says which path of a :func:`ladder` is fastest at ``batch``; ch. 11.
 
     Among the rows of ``precision`` (None: every row), the one with the largest speed-up over
-    torchvision eager, with its interval; whether it is faster than the next one beyond noise
-    (the paired time ratio of the two, with its interval and verdict: *holds*, *does not
-    hold*, *too close to call*); and PyTorch's fastest row when another backend won. Composed
+    the ladder's reference (its first row), with its interval; whether it is faster than the
+    next one beyond noise (the paired time ratio of the two, with its interval and verdict:
+    *holds*, *does not hold*, *too close to call*); and PyTorch's fastest row when another
+    backend won. Composed
     from the measurement, so that a chapter never writes a winner into its prose.
     """
     ranked = _ranked(table, batch, precision, "")
     best = ranked[0]
     what = f"{precision} path" if precision else "path, any precision,"
     words = [f"batch {batch}: the fastest {what} here is {best['variant']}, {_speed(best, batch)}"]
-    words[0] += " the speed of torchvision eager"
+    words[0] += f" the speed of {table[0]['variant']}"
     if len(ranked) > 1:
         second, times = ranked[1], table.times[batch]
         iv = stats.ratio_interval(times[second["variant"]], times[best["variant"]])

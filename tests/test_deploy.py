@@ -224,6 +224,22 @@ def test_as_fast_shufflenet_and_steps_keep_outputs():
     assert variants["ours eager"] is ours and deploy.count_batchnorm(ours) > 0
 
 
+@pytest.mark.parametrize("name", ["repvgg_a0", "mobileone_s0"])
+def test_steps_re_parameterise_repvgg_and_mobileone(name):
+    torch.manual_seed(0)
+    ours = randomise_batchnorm(zoo.build(name, num_classes=10, small_input=True), 1).eval()
+    variants = deploy.steps(ours)
+    assert list(variants) == ["ours eager", "+ re-parameterised", "+ channels-last"]
+    folded = variants["+ re-parameterised"]
+    assert deploy.count_batchnorm(folded) == 0 and deploy.count_batchnorm(ours) > 0
+    assert not any(type(m).__name__ == "RepBlock" for m in folded.modules())
+    x = rand(2, 3, 32, 32)
+    with torch.no_grad():
+        want = ours(x)
+        for model in variants.values():
+            assert rel_error(model(x), want) <= 1e-4
+
+
 def test_fast_shufflenet_v2_bad_arguments():
     with pytest.raises(ValueError, match="width must be one of .*got 0.75"):
         deploy.fast_shufflenet_v2(0.75)
@@ -460,6 +476,23 @@ def test_choose_keeps_a_more_complex_candidate_only_when_faster_beyond_noise():
     assert deploy.choose({"only": [1.0] * 6}) == ("only", "kept only, the only one")
 
 
+def test_challenger_is_the_candidate_the_noise_may_hide_behind_the_kept_one():
+    flat = [1.0, 1.1, 0.9, 1.05, 0.95, 1.0, 1.02, 0.98]
+    wobble = (1.1, 0.8, 1.0, 0.9, 1.05, 0.85, 0.95, 0.9)  # median 0.92, interval across 1
+    times = {
+        "compiled": flat,
+        "runtime": [t * r for t, r in zip(flat, wobble)],
+        "slower": [t * 1.3 for t in flat],
+    }
+    kept, _ = deploy.choose(times)
+    assert kept == "compiled"  # the runtime is not faster beyond noise ...
+    assert deploy.challenger(times, kept) == "runtime"  # ... but may be: time the two again
+    assert deploy.challenger({"a": flat, "b": [t * 1.2 for t in flat]}, "a") is None
+    assert deploy.challenger({"only": flat}, "only") is None
+    with pytest.raises(ValueError, match="kept must be one of the candidates"):
+        deploy.challenger(times, "int8")
+
+
 # ---------------------------------------------------------------------------------------------
 # the caller's model: every public function leaves it as it was
 
@@ -656,3 +689,17 @@ ONLY_WITH = "calibration_data and eval_data are used only when precisions allows
 def test_bad_input(call, exc, words):
     with pytest.raises(exc, match=words):
         call()
+
+
+def test_relative_error_is_absolute_below_the_floor_and_relative_above():
+    want = torch.tensor([0.5, -0.25])
+    got = want + torch.tensor([0.01, 0.0])
+    assert deploy.relative_error(got, want) == pytest.approx(0.01)  # max |want| < 1: absolute
+    assert deploy.relative_error(got, want, floor=0) == pytest.approx(0.02)  # relative to 0.5
+    assert deploy.relative_error(got * 10, want * 10) == pytest.approx(0.02)  # above 1: relative
+    with pytest.raises(ValueError, match="want is all zeros"):
+        deploy.relative_error(torch.ones(2), torch.zeros(2), floor=0)
+    with pytest.raises(ValueError, match="floor must be"):
+        deploy.relative_error(got, want, floor=-1)
+    with pytest.raises(ValueError, match="got must have want's shape"):
+        deploy.relative_error(got[:1], want)

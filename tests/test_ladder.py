@@ -12,6 +12,7 @@ from shufflelib.bench import Roofline
 from shufflelib.cost import mac, madds
 from shufflelib.deploy import fold_bn, relative_error
 from shufflelib.layers import ConvBNAct, randomise_batchnorm
+from shufflelib.models import build
 from shufflelib.tables import Table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -177,6 +178,29 @@ def fastest_table(scale, backend):
     return ladder.LadderTable(rows, batches=(1,), times={1: paired_times(scale, 12)})
 
 
+def test_a_re_parameterisable_network_climbs_from_a_named_reference(request):
+    torch._dynamo.reset()
+    request.addfinalizer(torch._dynamo.reset)
+    torch.manual_seed(0)
+    model = randomise_batchnorm(build("repvgg_a0", num_classes=10, small_input=True), 0).eval()
+    table = ladder.ladder(
+        model, copy.deepcopy(model), name="RepVGG-A0", reference_name="timm eager", batches=(1,),
+        image_size=32, runtimes=(), rounds=1, max_rounds=1, min_run_time=0.02,
+    )  # fmt: skip
+    assert table.column("variant") == [
+        "timm eager",
+        "ours eager",
+        "+ re-parameterised",
+        "+ channels-last",
+        "+ compiled",
+    ]
+    assert all(e <= 1e-4 for e in table.column("max error"))
+    assert table.column(ladder.column("speed-up", 1))[0] == pytest.approx(1.0)
+    assert "the speed of timm eager" in ladder.fastest(table, 1)
+    gains = ladder.step_gains(table)
+    assert gains.column("over")[:2] == ["timm eager", "ours eager"]
+
+
 def test_fastest_names_the_winner_its_interval_and_whether_it_beats_the_next():
     scale = {"torchvision eager": 1.0, "+ compiled": 0.5, "OpenVINO float32": 0.3}
     table = fastest_table(scale, {"OpenVINO float32": "OpenVINO"})
@@ -291,6 +315,16 @@ def test_roofline_points_take_the_batch_sizes_from_the_table_not_its_column_name
             lambda: ladder.ladder(tiny_net(), tiny_net(), name=3),
             TypeError,
             "name must be a str, got 3",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), reference_name="+ compiled"),
+            ValueError,
+            "reference_name must not name a step .*got '\\+ compiled'",
+        ),
+        (
+            lambda: ladder.ladder(tiny_net(), tiny_net(), reference_name=""),
+            ValueError,
+            "reference_name must be a non-empty str",
         ),
         (
             lambda: ladder.ladder(tiny_net(), tiny_net(), eval_data=torch.ones(1, 3, 8, 8)),

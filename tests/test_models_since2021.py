@@ -89,6 +89,21 @@ def test_every_new_name_is_a_timm_model(timm):
         assert timm.list_models(name) == [name]
 
 
+def test_timm_pair_gives_ours_and_timms_with_the_same_function(timm):
+    ours, theirs = zoo.timm_pair("mobileone_s0", num_classes=10, seed=1)
+    assert not ours.training and not theirs.training
+    assert type(theirs).__module__.startswith("timm.") and isinstance(ours, zoo.MobileOne)
+    x = rand(2, 3, 64, 64, seed=4)
+    with torch.no_grad():
+        got, want = ours(x), theirs(x)
+    assert got.shape == (2, 10) and (want[0] - want[1]).abs().max() > 1e-3
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="'mobilenet_v2' has no timm counterpart; .*fasternet_t0"):
+        zoo.timm_pair("mobilenet_v2")
+    with pytest.raises(ValueError, match="seed must be"):
+        zoo.timm_pair("repvgg_a0", seed=-1)
+
+
 @pytest.mark.parametrize("name", NEW)
 def test_timm_state_dict_loads_strictly_and_outputs_match(timm, name):
     theirs = timm_model(timm, name)
@@ -350,3 +365,9 @@ def test_bad_input(call, exc, words):
     with pytest.raises(exc) as err:
         call()
     assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_the_folded_network_keeps_the_callers_mode():
+    model = zoo.build("repvgg_a0", num_classes=10, small_input=True)
+    assert not any(m.training for m in zoo.reparameterize(model.eval()).modules())
+    assert all(m.training for m in zoo.reparameterize(model.train()).modules())

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .. import validate
+from ..models.reparameterize import RepBlock, reparameterize
 from ..models.shufflenet_v2 import ShuffleNetV2
 from .fast_shufflenet import as_fast_shufflenet
 
@@ -88,10 +89,19 @@ def steps(model: nn.Module) -> dict[str, nn.Module]:
     ``"ours eager"`` (``model`` itself), ``"+ BN folding"`` (:func:`fold_bn`) and
     ``"+ channels-last"`` (:func:`to_channels_last` of the folded model, built from the fast
     units of :func:`~shufflelib.deploy.fast_shufflenet_v2` when ``model`` is a ShuffleNet V2).
-    All give ``model``'s outputs; :func:`~shufflelib.deploy.compile` and
+    A RepVGG or MobileOne folds its training branches with its BatchNorms instead, in the step
+    ``"+ re-parameterised"`` (:func:`~shufflelib.models.reparameterize`, chapter 13). All give
+    ``model``'s outputs; :func:`~shufflelib.deploy.compile` and
     :func:`~shufflelib.deploy.quantize_int8` take the last one.
     """
     validate.module("model", model, eval_mode=True)
+    if any(isinstance(m, RepBlock) for m in model.modules()):
+        folded = fold_bn(reparameterize(model))  # fold_bn: any BatchNorm outside the blocks
+        return {
+            "ours eager": model,
+            "+ re-parameterised": folded,
+            "+ channels-last": to_channels_last(folded),
+        }
     folded = fold_bn(model)
     fast = as_fast_shufflenet(model)
     layout = to_channels_last(fold_bn(fast) if fast is not None else folded)

@@ -40,6 +40,8 @@ __all__ = [
     "spec",
     "names_with_weights",
     "names_with_timm",
+    "torchvision_pair",
+    "timm_pair",
     "load_torchvision_weights",
     "ShuffleNetV1",
     "ShuffleNetV2",
@@ -219,22 +221,59 @@ def torchvision_pair(
     Ours loads its state_dict with ``strict=True``: the two compute the same function, and a
     benchmark or a deployment step can compare them as they are.
     """
-    s = spec(name)
-    if s.weights is None:
-        raise ValueError(
-            f"{name!r} has no torchvision counterpart; the models with one are "
-            f"{', '.join(names_with_weights())}"
-        )
-    validate.integer("seed", seed, minimum=0)
-    validate.flag("random_batchnorm", random_batchnorm)
-    ours = build(name, num_classes=num_classes)  # checks num_classes before torchvision builds
+    _check_pair(name, "torchvision", num_classes, seed, random_batchnorm)
 
     import torchvision.models as tvm  # here, not at import time: only this function needs it
 
     torch.manual_seed(seed)
     theirs = tvm.get_model(name, weights=None, num_classes=num_classes)
+    return _loaded_pair(name, theirs, num_classes, seed, random_batchnorm)
+
+
+def timm_pair(
+    name: str, *, num_classes: int = 1000, seed: int = 0, random_batchnorm: bool = True
+) -> tuple[nn.Module, nn.Module]:
+    """(ours, timm's) ``name`` with the same random weights, both in eval mode; chapter 11.
+
+    timm is the reference implementation of the networks since 2021 (:func:`names_with_timm`),
+    as torchvision is of the older ones (:func:`torchvision_pair`, which this mirrors). timm's
+    model is built with ``pretrained=False`` (nothing is downloaded) after
+    ``torch.manual_seed(seed)``, its BatchNorms randomised with ``random_batchnorm``, and ours
+    loads its state_dict with ``strict=True``.
+    """
+    _check_pair(name, "timm", num_classes, seed, random_batchnorm)
+    try:
+        import timm  # here, not at import time: only this function needs it
+    except ImportError as e:  # a requirement, but a notebook may run where it is missing
+        raise ImportError("timm_pair needs timm: pip install timm") from e
+    torch.manual_seed(seed)
+    theirs = timm.create_model(spec(name).timm, pretrained=False, num_classes=num_classes)
+    return _loaded_pair(name, theirs, num_classes, seed, random_batchnorm)
+
+
+def _check_pair(
+    name: str, library: str, num_classes: object, seed: object, random_batchnorm: object
+) -> None:
+    """The arguments of :func:`torchvision_pair` and :func:`timm_pair`, checked before work."""
+    counterpart = spec(name).weights if library == "torchvision" else spec(name).timm
+    if counterpart is None:
+        with_one = names_with_weights() if library == "torchvision" else names_with_timm()
+        raise ValueError(
+            f"{name!r} has no {library} counterpart; the models with one are {', '.join(with_one)}"
+        )
+    validate.integer("num_classes", num_classes, minimum=1)
+    validate.integer("seed", seed, minimum=0)
+    validate.flag("random_batchnorm", random_batchnorm)
+
+
+def _loaded_pair(
+    name: str, theirs: nn.Module, num_classes: int, seed: int, random_batchnorm: bool
+) -> tuple[nn.Module, nn.Module]:
+    """Ours built for ``name``, loaded strictly with ``theirs``'s weights (BatchNorm randomised
+    first with ``random_batchnorm``); both in eval mode."""
     if random_batchnorm:
         randomise_batchnorm(theirs, seed)
+    ours = build(name, num_classes=num_classes)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return ours.eval(), theirs.eval()
 

@@ -170,7 +170,7 @@ class RepBlock(nn.Module):
         with torch.no_grad():
             conv.weight.copy_(kernel)
             conv.bias.copy_(bias)
-        return FoldedBlock(conv, copy.deepcopy(self.act))
+        return FoldedBlock(conv, copy.deepcopy(self.act)).train(self.training)  # keep the mode
 
 
 class FoldedBlock(nn.Module):
