@@ -51,13 +51,24 @@ def image_batches(data: object, name: str, batch_size: int) -> list[torch.Tensor
     return [part for x in items for part in x.split(batch_size)]
 
 
-def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    """max |got - want| / max(1, max |want|): absolute for small outputs, relative for large."""
+def relative_error(got: torch.Tensor, want: torch.Tensor, *, floor: float = 1.0) -> float:
+    """max |got - want| / max(floor, max |want|); chapters 11 and 13.
+
+    With the default ``floor`` of 1 it is absolute for small outputs and relative for large
+    ones, the tolerance of a deployment step; ``floor=0`` gives the error relative to the
+    largest output however small, the measure of a derivation checked to float rounding.
+    """
     validate.tensor("got", got)
     validate.tensor("want", want)
+    validate.number("floor", floor, minimum=0)
     if got.shape != want.shape:
         raise ValueError(f"got must have want's shape {tuple(want.shape)}, got {tuple(got.shape)}")
-    return ((got - want).abs().max() / want.abs().max().clamp(min=1.0)).item()
+    scale = want.abs().max().clamp(min=floor)
+    if scale == 0:
+        raise ValueError(
+            "want is all zeros, so an error relative to it is undefined: pass floor > 0"
+        )
+    return ((got - want).abs().max() / scale).item()
 
 
 @torch.no_grad()
