@@ -40,7 +40,7 @@ from .fast_shufflenet import (
     shuffled_halves,
 )
 from .onnx_export import OnnxModel, export_onnx, installed, quantize_onnx, require
-from .optimized import TOLERANCE, Optimized, choose, optimize
+from .optimized import TOLERANCE, Optimized, challenger, choose, optimize
 from .quantize import Int8Model, flips, quantize_int8, relative_error, top1_agreement
 from .runtimes import (
     PATHS,
@@ -101,4 +101,5 @@ __all__ = [
     "Optimized",
     "optimize",
     "choose",
+    "challenger",
 ]

@@ -31,7 +31,15 @@ from .runtimes import (
 )
 from .transforms import fold_bn, to_channels_last
 
-__all__ = ["Optimized", "optimize", "choose", "relative_error", "inference_calls", "TOLERANCE"]
+__all__ = [
+    "Optimized",
+    "optimize",
+    "choose",
+    "challenger",
+    "relative_error",
+    "inference_calls",
+    "TOLERANCE",
+]
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 TOLERANCE = 1e-4  # the largest relative output difference a float32 path may make
@@ -67,8 +75,9 @@ class Optimized:
     ``max_error`` the largest output difference to the original model on that input (relative
     to the largest output when that exceeds 1), ``agreement`` the top-1 agreement of a reduced
     precision with float32 (None for float32), ``reason`` why this candidate was kept, with the
-    deciding time-ratio intervals, and which candidates were left out. A call is the kept
-    candidate's call and nothing more, whichever backend won.
+    deciding time-ratio intervals, and which candidates were left out; ``runoff`` the second
+    timing of the kept candidate against its :func:`challenger`, when there was one. A call is
+    the kept candidate's call and nothing more, whichever backend won.
     """
 
     fn: Model
@@ -80,6 +89,7 @@ class Optimized:
     reason: str = ""
     backend: str = "PyTorch"
     precision: str = "float32"
+    runoff: Table | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
@@ -197,13 +207,13 @@ def _check_torch_errors(candidates: Mapping[str, _Candidate]) -> None:
         )
 
 
-def _timed(candidates: Mapping[str, _Candidate], x, min_run_time, sampling) -> Table:
+def _timed(candidates: Mapping[str, _Candidate], x, min_run_time, sampling, what="candidates"):
     table = compare(
         inference_calls({k: c.fn for k, c in candidates.items()}, x),
         (),
-        baseline="eager, NCHW",
+        baseline=next(iter(candidates)),
         min_run_time=min_run_time,
-        title=f"optimize: candidates on input {tuple(x.shape)}",
+        title=f"optimize: {what} on input {tuple(x.shape)}",
         **sampling,
     )
     for row in table:
@@ -265,6 +275,12 @@ def optimize(
     _check_torch_errors(candidates)
     table = _timed(_ordered(candidates), x, min_run_time, sampling)
     best, reason = choose(table.times, estimator=sampling["estimator"])
+    rival, runoff = challenger(table.times, best, estimator=sampling["estimator"]), None
+    if rival is not None:  # the two timed alone, for as long again: a narrower interval
+        pair = {k: candidates[k] for k in (best, rival)}
+        runoff = _timed(pair, x, min_run_time, sampling, what="run-off")
+        best, words = choose(runoff.times, estimator=sampling["estimator"])
+        reason += f"; run-off against {rival}, the two alone: {words}"
     c = candidates[best]
     return Optimized(
         c.fn,
@@ -276,6 +292,7 @@ def optimize(
         reason="; ".join([reason, *notes]),
         backend=c.backend,
         precision=c.precision,
+        runoff=runoff,
     )
 
 
@@ -291,7 +308,8 @@ def choose(times: Mapping[str, Sequence[float]], *, estimator: str = "median") -
     Starting from the simplest, each more complex candidate replaces the one kept so far only
     when it is faster beyond noise: the interval of its paired time ratio to the kept one
     (:func:`shufflelib.stats.ratio_interval`) lies wholly below 1. Returns the name kept and the
-    reason, with every interval that decided.
+    reason, with every interval that decided. :func:`optimize` then times the kept one again
+    against its :func:`challenger`, if it has one.
     """
     validate.mapping("times", times)
     validate.choice("estimator", estimator, stats.ESTIMATORS)
@@ -304,3 +322,28 @@ def choose(times: Mapping[str, Sequence[float]], *, estimator: str = "median") -
         words.append(f"{name} / {kept} time {iv}: {verdict}")
         kept = name if faster else kept
     return kept, f"kept {kept}; " + "; ".join(words) if words else f"kept {kept}, the only one"
+
+
+def challenger(
+    times: Mapping[str, Sequence[float]], kept: str, *, estimator: str = "median"
+) -> str | None:
+    """The candidate that may be faster than the one :func:`choose` kept; chapter 11.
+
+    :func:`choose` keeps the simpler of two candidates whose paired time ratio is too close to
+    call, so what it keeps may be slower than another by as much as the noise. The challenger
+    is the candidate with the lowest paired time ratio to ``kept`` (the estimate of
+    :func:`shufflelib.stats.ratio_interval`), when that estimate is below 1; None when no
+    candidate's is. :func:`optimize` times the two again, alone, and keeps the challenger only
+    when it is faster beyond noise.
+    """
+    validate.mapping("times", times)
+    validate.choice("estimator", estimator, stats.ESTIMATORS)
+    if kept not in times:
+        raise ValueError(f"kept must be one of the candidates {list(times)}, got {kept!r}")
+    ratios = {
+        name: stats.ratio_interval(t, times[kept], estimator=estimator).estimate
+        for name, t in times.items()
+        if name != kept
+    }
+    rival = min(ratios, key=ratios.get, default=None)
+    return rival if rival is not None and ratios[rival] < 1 else None
