@@ -135,10 +135,10 @@ def test_reparameterize_matches_timms_fold(timm, name):
 
 
 # Parameters and multiply-adds at 224x224 (cost.madds: convolutions and matrix products).
-# The parameter counts are timm's (test above); MAdds are ours, pinned. The papers' own tables
-# are not yet transcribed into shufflelib.reference (their numbers could not be read from the
-# papers themselves), so there is no paper comparison here yet; RepVGG's and MobileOne's
-# papers count the folded (inference-time) networks, checked separately below.
+# The parameter counts are timm's (test above); MAdds are ours, pinned. The papers' tables are in
+# shufflelib.reference and compared in chapters 12 (FasterNet) and 13 (RepVGG and MobileOne, whose
+# papers count the folded networks, pinned below); MobileNetV4's table is not transcribed, since
+# its numbers could not be checked against the paper, and chapter 10 says so.
 COUNTS = {
     "fasternet_t0": (3_905_500, 335_422_720),
     "fasternet_t1": (7_595_368, 850_511_872),
