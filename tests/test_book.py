@@ -235,6 +235,17 @@ def test_toc_lists_every_notebook_and_only_existing_files():
     assert "book/teaching" in files, "the course plan book/teaching.md is not in _toc.yml"
 
 
+def test_the_course_plan_gives_every_chapter_a_session_and_a_summary():
+    plan = (ROOT / "book" / "teaching.md").read_text()
+    sessions = [line for line in plan.splitlines() if re.match(r"\| \d+ \|", line)]
+    for path in NOTEBOOKS:
+        doc = f"{{doc}}`{path.stem}`"
+        assert sum(doc in line for line in sessions) == 1, f"{path.stem}: in no session, or two"
+        assert f"\n{doc}\n: " in plan, f"{path.stem}: not under 'What each chapter teaches'"
+    words = {6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+    assert f"## A course in {words[len(sessions)]} sessions" in plan
+
+
 def test_config_has_what_readers_need():
     assert REPO_URL.startswith("https://github.com/")
     assert CONFIG["execute"]["execute_notebooks"] == "cache"
