@@ -29,7 +29,7 @@ from .deploy import (
     OnnxModel,
     chosen_runtimes,
     compile,
-    fold_bn,
+    folded,
     onnx_models,
     quantize_int8,
     relative_error,
@@ -139,16 +139,20 @@ class RooflineBound:
 
 
 def _work_and_bytes(model: nn.Module, input_size: tuple[int, ...]) -> tuple[int, int]:
-    """Multiply-adds of ``model`` and MAC bytes of its BatchNorm-folded copy at ``input_size``."""
-    return madds(model, input_size), mac(fold_bn(model), input_size).bytes
+    """Multiply-adds and MAC bytes of ``model`` as deployed (:func:`~shufflelib.deploy.folded`:
+    BatchNorm folded, and re-parameterised branches) at ``input_size``."""
+    deployed = folded(model)
+    return madds(deployed, input_size), mac(deployed, input_size).bytes
 
 
 def roofline_bound(model: nn.Module, input_size: Sequence[int], roof: Roofline) -> RooflineBound:
     """The roofline bound of a whole network on this machine; chapter 11 (chapter 3's model).
 
     Multiply-adds from :func:`~shufflelib.cost.madds` at the measured peak rate, or the memory
-    access cost (:func:`~shufflelib.cost.mac`, the ShuffleNet V2 paper's definition) of the
-    BatchNorm-folded network at the measured DRAM bandwidth, whichever takes longer. Two
+    access cost (:func:`~shufflelib.cost.mac`, the ShuffleNet V2 paper's definition) at the
+    measured DRAM bandwidth, whichever takes longer, both of the network as deployed
+    (:func:`~shufflelib.deploy.folded`: BatchNorm folded, and a RepVGG's or MobileOne's
+    branches). Two
     caveats, both ways: MAC counts every operator's reads and writes, so a compiler that fuses
     operators moves fewer bytes; and small batches live in the caches, faster than DRAM.
     """

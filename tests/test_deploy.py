@@ -232,6 +232,7 @@ def test_steps_re_parameterise_repvgg_and_mobileone(name):
     assert list(variants) == ["ours eager", "+ re-parameterised", "+ channels-last"]
     folded = variants["+ re-parameterised"]
     assert deploy.count_batchnorm(folded) == 0 and deploy.count_batchnorm(ours) > 0
+    assert str(deploy.folded(ours)) == str(folded)  # the same deployed form
     assert not any(type(m).__name__ == "RepBlock" for m in folded.modules())
     x = rand(2, 3, 32, 32)
     with torch.no_grad():

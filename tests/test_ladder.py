@@ -12,7 +12,7 @@ from shufflelib.bench import Roofline
 from shufflelib.cost import mac, madds
 from shufflelib.deploy import fold_bn, relative_error
 from shufflelib.layers import ConvBNAct, randomise_batchnorm
-from shufflelib.models import build
+from shufflelib.models import build, reparameterize
 from shufflelib.tables import Table
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -241,6 +241,15 @@ def test_roofline_bound_is_the_slower_of_compute_and_memory():
     assert bound.seconds == pytest.approx(work / 1e9) and bound.bound_by == "compute"
     bound = ladder.roofline_bound(model, size, roof(peak=1e15, bandwidth=1e6))
     assert bound.seconds == pytest.approx(moved / 1e6) and bound.bound_by == "memory"
+
+
+def test_the_bound_of_a_re_parameterisable_network_counts_it_as_deployed():
+    model = randomise_batchnorm(build("mobileone_s0", num_classes=10, small_input=True), 0).eval()
+    size, r = (1, 3, 32, 32), roof()
+    deployed = reparameterize(model)
+    bound = ladder.roofline_bound(model, size, r)
+    assert (bound.madds, bound.mac_bytes) == (madds(deployed, size), mac(deployed, size).bytes)
+    assert bound.madds < madds(model, size) / 3  # not the training-time branches' work
 
 
 def test_roofline_table_has_a_row_per_network_and_batch():

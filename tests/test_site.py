@@ -186,6 +186,15 @@ def test_no_figure_is_shown_twice(executed_site: Path):
         assert not twice, f"{doc}: images shown more than once: {twice}"
 
 
+def test_no_chapter_shows_a_warning_on_stderr(executed_site: Path):
+    """A warning printed while a chapter ran (a library's notice, a deprecation) reaches the
+    page as a red stderr box: the reader should see only what the chapter prints."""
+    for doc in DOCS:
+        page = (executed_site / f"{doc}.html").read_text()
+        boxes = re.findall(r'<div class="output stderr[ "].*?</pre>', page, flags=re.S)
+        assert not boxes, f"{doc}: {re.sub('<[^>]+>', '', boxes[0])[:300]}"
+
+
 def test_teacher_edition_shows_the_solutions(executed_site: Path):
     found = 0
     for path in NOTEBOOKS:

@@ -58,10 +58,11 @@ from .runtimes import (
     runtime_model,
     runtime_models,
 )
-from .transforms import count_batchnorm, fold_bn, steps, to_channels_last
+from .transforms import count_batchnorm, fold_bn, folded, steps, to_channels_last
 
 __all__ = [
     "fold_bn",
+    "folded",
     "count_batchnorm",
     "to_channels_last",
     "steps",

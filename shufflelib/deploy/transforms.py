@@ -17,7 +17,7 @@ from ..models.reparameterize import RepBlock, reparameterize
 from ..models.shufflenet_v2 import ShuffleNetV2
 from .fast_shufflenet import as_fast_shufflenet
 
-__all__ = ["fold_bn", "count_batchnorm", "to_channels_last", "steps"]
+__all__ = ["fold_bn", "folded", "count_batchnorm", "to_channels_last", "steps"]
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
@@ -96,13 +96,23 @@ def steps(model: nn.Module) -> dict[str, nn.Module]:
     """
     validate.module("model", model, eval_mode=True)
     if any(isinstance(m, RepBlock) for m in model.modules()):
-        folded = fold_bn(reparameterize(model))  # fold_bn: any BatchNorm outside the blocks
+        deployed = folded(model)
         return {
             "ours eager": model,
-            "+ re-parameterised": folded,
-            "+ channels-last": to_channels_last(folded),
+            "+ re-parameterised": deployed,
+            "+ channels-last": to_channels_last(deployed),
         }
-    folded = fold_bn(model)
+    folded_bn = fold_bn(model)
     fast = as_fast_shufflenet(model)
-    layout = to_channels_last(fold_bn(fast) if fast is not None else folded)
-    return {"ours eager": model, "+ BN folding": folded, "+ channels-last": layout}
+    layout = to_channels_last(fold_bn(fast) if fast is not None else folded_bn)
+    return {"ours eager": model, "+ BN folding": folded_bn, "+ channels-last": layout}
+
+
+def folded(model: nn.Module) -> nn.Module:
+    """``model`` as deployed: its BatchNorms folded (:func:`fold_bn`), and a RepVGG's or
+    MobileOne's training branches too (:func:`~shufflelib.models.reparameterize`, chapter 13).
+    The network whose work and memory traffic a deployment's bound counts; chapter 11."""
+    validate.module("model", model, eval_mode=True)
+    if any(isinstance(m, RepBlock) for m in model.modules()):
+        return fold_bn(reparameterize(model))  # fold_bn: any BatchNorm outside the blocks
+    return fold_bn(model)

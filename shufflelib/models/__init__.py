@@ -13,6 +13,7 @@ only; torchvision is imported when weights are loaded.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -243,7 +244,9 @@ def timm_pair(
     """
     _check_pair(name, "timm", num_classes, seed, random_batchnorm)
     try:
-        import timm  # here, not at import time: only this function needs it
+        with warnings.catch_warnings():  # tqdm's notice, in a notebook without ipywidgets
+            warnings.filterwarnings("ignore", message="IProgress not found")
+            import timm  # here, not at import time: only this function needs it
     except ImportError as e:  # a requirement, but a notebook may run where it is missing
         raise ImportError("timm_pair needs timm: pip install timm") from e
     torch.manual_seed(seed)
