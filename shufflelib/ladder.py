@@ -33,6 +33,7 @@ from .deploy import (
     onnx_models,
     quantize_int8,
     relative_error,
+    reparameterisable,
     runtime_models,
     steps,
     top1_agreement,
@@ -213,7 +214,8 @@ def _setup(model, reference, reference_name, calibration_data, eval_data, image_
     if runtimes:
         example = torch.randn(1, 3, image_size, image_size, generator=torch.Generator())
         # a network trained with branches is exported as deployed: no exporter folds them
-        exported = onnx_models(variants.get("+ re-parameterised", model), example, calibration_data)
+        source = folded(model) if reparameterisable(model) else model
+        exported = onnx_models(source, example, calibration_data)
     return _Setup(variants, quantized, exported, runtimes)
 
 

@@ -233,6 +233,7 @@ def test_steps_re_parameterise_repvgg_and_mobileone(name):
     folded = variants["+ re-parameterised"]
     assert deploy.count_batchnorm(folded) == 0 and deploy.count_batchnorm(ours) > 0
     assert str(deploy.folded(ours)) == str(folded)  # the same deployed form
+    assert deploy.reparameterisable(ours) and not deploy.reparameterisable(folded)
     assert not any(type(m).__name__ == "RepBlock" for m in folded.modules())
     x = rand(2, 3, 32, 32)
     with torch.no_grad():

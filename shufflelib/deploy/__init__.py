@@ -58,11 +58,19 @@ from .runtimes import (
     runtime_model,
     runtime_models,
 )
-from .transforms import count_batchnorm, fold_bn, folded, steps, to_channels_last
+from .transforms import (
+    count_batchnorm,
+    fold_bn,
+    folded,
+    reparameterisable,
+    steps,
+    to_channels_last,
+)
 
 __all__ = [
     "fold_bn",
     "folded",
+    "reparameterisable",
     "count_batchnorm",
     "to_channels_last",
     "steps",

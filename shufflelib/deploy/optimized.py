@@ -29,7 +29,7 @@ from .runtimes import (
     runtime_model,
     runtime_models,
 )
-from .transforms import fold_bn, to_channels_last
+from .transforms import folded, reparameterisable, to_channels_last
 
 __all__ = [
     "Optimized",
@@ -130,14 +130,15 @@ def _check_optimize(model, x, calibration_data, eval_data, precisions, min_agree
 def _torch_candidates(model: nn.Module, x: torch.Tensor) -> dict[str, _Candidate]:
     """The PyTorch float candidates, simplest first."""
     fast = as_fast_shufflenet(model)
-    folded = fold_bn(fast if fast is not None else model)
-    prefix = ["fast ShuffleNet V2 units"] if fast is not None else []
-    layout = to_channels_last(folded)
+    deployed = folded(fast if fast is not None else model)  # BN, and a RepVGG's branches
+    made = ["fast ShuffleNet V2 units"] if fast is not None else []
+    made.append("re-parameterised" if reparameterisable(model) else "BN folding")
+    layout = to_channels_last(deployed)
     compiled = compile(layout, x)
     return {
-        "eager, NCHW": _Candidate(prefix + ["BN folding"], folded),
-        "eager, channels-last": _Candidate(prefix + ["BN folding", "channels-last"], layout),
-        "compiled": _Candidate(prefix + ["BN folding", "channels-last", "torch.compile"], compiled),
+        "eager, NCHW": _Candidate(made, deployed),
+        "eager, channels-last": _Candidate([*made, "channels-last"], layout),
+        "compiled": _Candidate([*made, "channels-last", "torch.compile"], compiled),
     }
 
 
@@ -156,7 +157,7 @@ def _runtime_candidates(model, x, calibration_data, wanted, runtimes) -> dict[st
     int8 = calibration_data if "int8" in wanted else None
     if not runtimes:
         return {}
-    exported = onnx_models(model, x, int8)
+    exported = onnx_models(folded(model) if reparameterisable(model) else model, x, int8)
     # compiled for the example's shape, as torch.compile is (OpenVINO plans every buffer once)
     runners = runtime_models(exported, runtimes=runtimes, precisions=wanted, input_size=x.shape)
     return {
@@ -238,7 +239,8 @@ def optimize(
 ) -> Optimized:
     """The fastest inference of ``model`` on this machine at the precisions allowed; chapter 11.
 
-    Candidates, simplest first: the BatchNorm-folded model (:func:`~shufflelib.deploy.fold_bn`;
+    Candidates, simplest first: the model as deployed (:func:`~shufflelib.deploy.folded`: BatchNorm,
+    and a RepVGG's or MobileOne's branches, folded;
     a ShuffleNet V2, ours or torchvision's, rebuilt with the fast units) in NCHW and in
     channels-last memory, compiled (:func:`~shufflelib.deploy.compile`); then, for each runtime
     of ``runtimes`` (None: every one installed, ``()``: none), the exported model

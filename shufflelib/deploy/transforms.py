@@ -17,7 +17,7 @@ from ..models.reparameterize import RepBlock, reparameterize
 from ..models.shufflenet_v2 import ShuffleNetV2
 from .fast_shufflenet import as_fast_shufflenet
 
-__all__ = ["fold_bn", "folded", "count_batchnorm", "to_channels_last", "steps"]
+__all__ = ["fold_bn", "folded", "reparameterisable", "count_batchnorm", "to_channels_last", "steps"]
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
@@ -95,7 +95,7 @@ def steps(model: nn.Module) -> dict[str, nn.Module]:
     :func:`~shufflelib.deploy.quantize_int8` take the last one.
     """
     validate.module("model", model, eval_mode=True)
-    if any(isinstance(m, RepBlock) for m in model.modules()):
+    if reparameterisable(model):
         deployed = folded(model)
         return {
             "ours eager": model,
@@ -113,6 +113,12 @@ def folded(model: nn.Module) -> nn.Module:
     MobileOne's training branches too (:func:`~shufflelib.models.reparameterize`, chapter 13).
     The network whose work and memory traffic a deployment's bound counts; chapter 11."""
     validate.module("model", model, eval_mode=True)
-    if any(isinstance(m, RepBlock) for m in model.modules()):
+    if reparameterisable(model):
         return fold_bn(reparameterize(model))  # fold_bn: any BatchNorm outside the blocks
     return fold_bn(model)
+
+
+def reparameterisable(model: nn.Module) -> bool:
+    """Whether ``model`` trains with branches that :func:`folded` re-parameterises (RepVGG,
+    MobileOne; chapter 13): every step, exporter and bound of chapter 11 asks this once."""
+    return any(isinstance(m, RepBlock) for m in model.modules())
