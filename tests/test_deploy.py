@@ -705,3 +705,19 @@ def test_relative_error_is_absolute_below_the_floor_and_relative_above():
         deploy.relative_error(got, want, floor=-1)
     with pytest.raises(ValueError, match="got must have want's shape"):
         deploy.relative_error(got[:1], want)
+
+
+@pytest.mark.parametrize("sets, reduced", [(("AVX2",), True), (("AVX2", "AVX-512", "VNNI"), False)])
+def test_int8_keeps_its_sums_in_range_on_a_cpu_without_vnni(monkeypatch, sets, reduced):
+    pytest.importorskip("torchao", reason="int8 needs torchao (in requirements.txt)")
+    from shufflelib.deploy import quantize
+
+    monkeypatch.setattr(quantize, "instruction_sets", lambda: sets)
+    assert deploy.reduced_range() is reduced
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    q = deploy.quantize_int8(model, rand(16, 3, 16, 16, seed=1), compiled=False)
+    activations = [
+        n.args[4] for n in q.reference.graph.nodes if "quantize_per_tensor" in str(n.target)
+    ]
+    assert activations and set(activations) == {127 if reduced else 255}  # uint8: 7 or 8 bits

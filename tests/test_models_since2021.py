@@ -14,6 +14,7 @@ from torch import nn
 
 import shufflelib.models as zoo
 from shufflelib.cost import count_params, madds
+from shufflelib.deploy import relative_error
 from shufflelib.models.fasternet import PartialConv, fasternet
 from shufflelib.models.mobilenet_v4 import mobilenet_v4
 from shufflelib.models.mobileone import MobileOneBlock, mobileone
@@ -193,7 +194,10 @@ def test_reparameterize_computes_the_same_function(name):
     with torch.no_grad():
         want, got = model(x), folded(x)
     assert want.abs().max() > 0.1
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # Equal within 1e-5 of the largest output, as chapter 13 states it: summation order differs
+    # between the two forms, and by how much depends on the CPU's kernels (an AVX2 CPU is
+    # 1.3e-5 off on outputs of 2.2 in absolute terms, 6e-6 relative to the largest).
+    assert relative_error(got, want, floor=0) < 1e-5
     # The input model is unchanged: same weights, same blocks.
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     blocks = [m for m in model.modules() if isinstance(m, RepBlock)]

@@ -116,6 +116,26 @@ def test_int8_qdq_agrees_with_the_float_model_in_both_runtimes(runtime, model, e
         assert 1e-5 < rel_error(runner(held_out), model(held_out)) < 0.1  # really rounds
 
 
+@pytest.mark.parametrize("reduced", [True, False])
+def test_int8_qdq_weights_take_7_bits_on_a_cpu_without_vnni(reduced, exported, monkeypatch):
+    needs("onnx", "onnxruntime")
+    import onnx
+    from onnx import numpy_helper
+
+    from shufflelib.deploy import onnx_export
+
+    monkeypatch.setattr(onnx_export, "reduced_range", lambda: reduced)
+    q = deploy.quantize_onnx(exported["float32"], rand(16, 3, 32, 32, seed=8))
+    weights = [
+        numpy_helper.to_array(t)
+        for t in onnx.load_from_string(q.data).graph.initializer
+        if t.data_type == onnx.TensorProto.INT8
+    ]
+    assert weights
+    largest = max(int(abs(w.astype("int32")).max()) for w in weights)
+    assert largest <= 64 if reduced else largest > 64  # 7 bits: [-64, 63]; 8 bits: to 127
+
+
 def test_runtime_agreement_has_a_row_per_path(model):
     needs("onnx", "onnxscript", "onnxruntime", "openvino")
     fn = copy.deepcopy(model)

@@ -41,7 +41,14 @@ from .fast_shufflenet import (
 )
 from .onnx_export import OnnxModel, export_onnx, installed, quantize_onnx, require
 from .optimized import TOLERANCE, Optimized, challenger, choose, optimize
-from .quantize import Int8Model, flips, quantize_int8, relative_error, top1_agreement
+from .quantize import (
+    Int8Model,
+    flips,
+    quantize_int8,
+    reduced_range,
+    relative_error,
+    top1_agreement,
+)
 from .runtimes import (
     PATHS,
     PRECISIONS,
@@ -59,6 +66,7 @@ from .runtimes import (
     runtime_models,
 )
 from .transforms import (
+    STEP_NAMES,
     count_batchnorm,
     fold_bn,
     folded,
@@ -74,6 +82,7 @@ __all__ = [
     "count_batchnorm",
     "to_channels_last",
     "steps",
+    "STEP_NAMES",
     "shuffled_halves",
     "FastShuffleV2Unit",
     "FastShuffleNetV2",
@@ -87,6 +96,7 @@ __all__ = [
     "top1_agreement",
     "flips",
     "relative_error",
+    "reduced_range",
     "OnnxModel",
     "export_onnx",
     "quantize_onnx",

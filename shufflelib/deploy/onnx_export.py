@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import validate
-from .quantize import image_batches
+from .quantize import image_batches, reduced_range
 
 __all__ = [
     "INSTALL",
@@ -172,6 +172,7 @@ def _quantize_file(source: Path, target: Path, batches: list[torch.Tensor]) -> N
             per_channel=True,
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
+            reduce_range=reduced_range(),
             calibrate_method=quantization.CalibrationMethod.MinMax,
         )
     finally:
@@ -189,10 +190,11 @@ def quantize_onnx(
     The recipe ONNX Runtime documents for CPUs: ``quant_pre_process`` (shape inference and graph
     simplification), then ``quantize_static`` in the QDQ format (a quantise and a dequantise node
     around every quantised tensor, which a runtime fuses into int8 kernels), with int8 weights
-    per output channel, uint8 activations per tensor (the pairing x86's VNNI instructions
-    multiply) and activation ranges from the minimum and maximum over ``calibration_data`` (an
-    image tensor (N, C, H, W), or an iterable of tensors or (images, labels) batches, run in
-    batches of ``batch_size``). ONNX Runtime and OpenVINO both run the result
+    per output channel (7 bits on a CPU without VNNI: :func:`~shufflelib.deploy.reduced_range`),
+    uint8 activations per tensor (the pairing x86's VNNI instructions multiply) and activation
+    ranges from the minimum and maximum over ``calibration_data`` (an image tensor
+    (N, C, H, W), or an iterable of tensors or (images, labels) batches, run in batches of
+    ``batch_size``). ONNX Runtime and OpenVINO both run the result
     (:mod:`~shufflelib.deploy.runtimes`). Returns an :class:`OnnxModel` of precision ``"int8"``.
     """
     validate.instance("onnx_model", onnx_model, OnnxModel)
