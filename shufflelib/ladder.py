@@ -24,6 +24,7 @@ from .bench import MIN_ROUNDS, Roofline, compare, sampling_arguments, using_thre
 from .cost import MAC_UNITS, mac, madds
 from .deploy import (
     PRECISIONS,
+    STEP_NAMES,
     Compiled,
     Int8Model,
     OnnxModel,
@@ -58,14 +59,7 @@ __all__ = [
 ]
 
 REFERENCE = "torchvision eager"  # the baseline row of a ladder, unless it is given another name
-_STEPS = (
-    "ours eager",
-    "+ BN folding",
-    "+ re-parameterised",
-    "+ channels-last",
-    "+ compiled",
-    "+ int8",
-)
+_STEPS = (*STEP_NAMES, "+ compiled", "+ int8")
 COLUMNS = {  # what -> the name of that column for one batch size (see column); units: UNITS
     "median": "b{batch}",
     "IQR": "b{batch} IQR",

@@ -17,7 +17,19 @@ from ..models.reparameterize import RepBlock, reparameterize
 from ..models.shufflenet_v2 import ShuffleNetV2
 from .fast_shufflenet import as_fast_shufflenet
 
-__all__ = ["fold_bn", "folded", "reparameterisable", "count_batchnorm", "to_channels_last", "steps"]
+__all__ = [
+    "steps",
+    "STEP_NAMES",
+    "fold_bn",
+    "folded",
+    "reparameterisable",
+    "count_batchnorm",
+    "to_channels_last",
+]
+
+# The names of the float steps of chapter 11, in order (:func:`steps` gives one of the second
+# and third, as the network is re-parameterisable or not).
+STEP_NAMES = ("ours eager", "+ BN folding", "+ re-parameterised", "+ channels-last")
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
@@ -95,17 +107,14 @@ def steps(model: nn.Module) -> dict[str, nn.Module]:
     :func:`~shufflelib.deploy.quantize_int8` take the last one.
     """
     validate.module("model", model, eval_mode=True)
+    eager, bn, rep, layout = STEP_NAMES
     if reparameterisable(model):
         deployed = folded(model)
-        return {
-            "ours eager": model,
-            "+ re-parameterised": deployed,
-            "+ channels-last": to_channels_last(deployed),
-        }
+        return {eager: model, rep: deployed, layout: to_channels_last(deployed)}
     folded_bn = fold_bn(model)
     fast = as_fast_shufflenet(model)
-    layout = to_channels_last(fold_bn(fast) if fast is not None else folded_bn)
-    return {"ours eager": model, "+ BN folding": folded_bn, "+ channels-last": layout}
+    last = to_channels_last(fold_bn(fast) if fast is not None else folded_bn)
+    return {eager: model, bn: folded_bn, layout: last}
 
 
 def folded(model: nn.Module) -> nn.Module:
