@@ -12,7 +12,8 @@ numbers), ShuffleNet V2 1x at 224x224, float32, on 2 CPU threads, eval mode, inf
   row of any runtime is faster than what ``optimize`` returns in float32 (which may be a runtime);
 - what ``optimize`` returns (it considers ONNX Runtime and OpenVINO too) is no slower than the best
   float32 runtime row, and within 5% of the fastest float32 row of the table, at both batch sizes
-  (its time over theirs has its whole interval below 1.05).
+  (its time over theirs has its whole interval below 1.05, timed again with that row alone, as
+  the table's dozen candidates leave an interval too wide for a 5% goal).
 
 The timed networks carry random weights (timing does not depend on them). The agreement needs a
 trained network, and takes chapter 11's: the ShuffleNet V2 0.5x (32x32 stem) of the committed
@@ -40,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -87,7 +89,18 @@ def agreement() -> tuple[float, float, float]:
     return q.agreement, every["float32 accuracy"], every["int8 accuracy"]
 
 
-def timed_batch(batch: int, ours, theirs, steps, int8, exported, args) -> tuple[object, ...]:
+class Batch(NamedTuple):
+    """One batch size's table, the callables it timed (by row name), and what profiles need."""
+
+    table: Any
+    candidates: dict[str, Any]
+    compiled: Any
+    quantized: Any
+    runners: dict[str, Any]
+    x: torch.Tensor
+
+
+def timed_batch(batch: int, ours, theirs, steps, int8, exported, args) -> Batch:
     """Every variant at one batch size, side by side: the table, and what the profiles need."""
     x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch))
     best = deploy.optimize(
@@ -126,7 +139,7 @@ def timed_batch(batch: int, ours, theirs, steps, int8, exported, args) -> tuple[
         row["speed-up"] = 1.0 / row["ratio"]
         row["max error to tv"] = diffs[row["name"]]
     print(table)
-    return table, best, compiled, quantized, runners, x
+    return Batch(table, candidates, compiled, quantized, runners, x)
 
 
 def speed_up(table) -> stats.Interval:
@@ -134,8 +147,14 @@ def speed_up(table) -> stats.Interval:
     return stats.ratio_interval(table.times[THEIRS], table.times[BEST])
 
 
-def against_the_fastest(table, batch: int) -> list[str]:
-    """optimize's time over the best float32 runtime row's and the fastest float32 row's."""
+def against_the_fastest(kept: Batch, batch: int, args) -> list[str]:
+    """optimize's time over the best float32 runtime row's and the fastest float32 row's.
+
+    Each pair is timed again, the two alone, until the interval is within +-1.5% or half the
+    table's time cap: among a dozen candidates the table's own interval is too wide to tell a
+    5% goal. Both intervals are printed; the verdict reads the head-to-head one.
+    """
+    table = kept.table
     floats = [r for r in table if r["precision"] == "float32" and r["name"] != BEST]
     runtimes = [r for r in floats if r["name"].startswith(("ONNX Runtime", "OpenVINO"))]
     verdicts = []
@@ -143,10 +162,22 @@ def against_the_fastest(table, batch: int) -> list[str]:
         if not rows:
             continue
         fastest = min(rows, key=lambda r: r["ratio"])["name"]
-        iv = stats.ratio_interval(table.times[BEST], table.times[fastest])
+        in_table = stats.ratio_interval(table.times[BEST], table.times[fastest])
+        pair = {k: kept.candidates[k] for k in (fastest, BEST)}
+        alone = bench.compare(
+            inference_calls(pair, kept.x),
+            (),
+            baseline=fastest,
+            rounds=args.rounds,
+            min_run_time=args.min_run_time,
+            target=0.015,
+            max_seconds=args.max_seconds / 2,
+        )
+        iv = stats.ratio_interval(alone.times[BEST], alone.times[fastest])
         verdicts.append(stats.verdict(iv, WITHIN, claim="below"))
         print(
-            f"  optimize,   batch {batch:2d}: its time over the {what} ({fastest}) {iv} "
+            f"  optimize,   batch {batch:2d}: its time over the {what} ({fastest}) {iv}, "
+            f"the two alone, {len(alone.times[BEST])} rounds; in the table {in_table} "
             f"(goal < {WITHIN}: {verdicts[-1]})"
         )
     return verdicts
@@ -158,7 +189,7 @@ def int8_verdicts(kept) -> tuple[list[str], list[int]]:
     faster (their profiles are printed)."""
     verdicts, slower = [], []
     for batch in sorted(GOALS):
-        table = kept[batch][0]
+        table = kept[batch].table
         fastest_int8 = min((r for r in table if r["precision"] == "int8"), key=lambda r: r["ratio"])
         for what, slow, fast in (
             ("PyTorch int8 over its compiled float32", "+ compiled", INT8),
@@ -231,13 +262,13 @@ def main() -> int:
     print("\nSpeed-ups over torchvision eager (paired, 95% interval):")
     verdicts = []
     for batch, goal in sorted(GOALS.items()):
-        s = speed_up(kept[batch][0])
+        s = speed_up(kept[batch].table)
         verdicts.append(stats.verdict(s, goal, claim="above"))
         print(f"  best float, batch {batch:2d}: {s}x (goal >= {goal}x: {verdicts[-1]})")
     more, slower = int8_verdicts(kept)
     verdicts += more
     for batch in sorted(GOALS):
-        verdicts += against_the_fastest(kept[batch][0], batch)
+        verdicts += against_the_fastest(kept[batch], batch, args)
     verdicts.append(stats.HOLDS if agree >= AGREEMENT else stats.FAILS)
     print(
         f"  int8 top-1 agreement with float on the embedded test set: {agree:.4f} "
@@ -246,7 +277,7 @@ def main() -> int:
     )
     print(f"\nAll goals: {stats.all_of(*verdicts)}")
     for batch in slower:  # the issue asks for the profile that shows why
-        _, _, compiled, quantized, _, x = kept[batch]
+        compiled, quantized, x = kept[batch].compiled, kept[batch].quantized, kept[batch].x
         print(f"\nint8 is not faster beyond noise at batch {batch}; where each spends its time:")
         print(profiler.profile_by_operator(compiled, x, label=f"compiled float, batch {batch}"))
         print(profiler.profile_by_operator(quantized, x, label=f"int8, batch {batch}"))

@@ -261,12 +261,15 @@ def verdict(table: Table, predicted: str = "MAdds", measured: str = "b1") -> str
     return "\n".join(lines)
 
 
-def latency_pairs(table: Table, measured: str = "b1", label: str = "model") -> Table:
+def latency_pairs(
+    table: Table, measured: str = "b1", label: str = "model", against: str | None = None
+) -> Table:
     """Every pair of models: the paired time ratio on ``measured`` with its 95% interval.
 
     Each row puts the faster model (by the ratio's estimate) first; ``verdict`` is "faster" when
-    the interval lies wholly below 1 and "too close to call" otherwise. Needs the table's
-    ``times`` (from :func:`direct_metrics`). Chapter 10.
+    the interval lies wholly below 1 and "too close to call" otherwise. ``against`` (a model of
+    the table) keeps only the pairs with that model. Needs the table's ``times`` (from
+    :func:`direct_metrics`). Chapters 10 and 11.
     """
     names = _column(table, label)
     _column(table, measured)
@@ -274,8 +277,12 @@ def latency_pairs(table: Table, measured: str = "b1", label: str = "model") -> T
         raise ValueError(
             f"latency_pairs needs the per-round times of {measured!r} (direct_metrics)"
         )
+    if against is not None:
+        validate.choice("against", against, names)
     rows = []
     for i, j in combinations(range(len(names)), 2):
+        if against is not None and against not in (names[i], names[j]):
+            continue
         ratio = _cost_ratio(table, measured, i, j)
         if ratio.estimate > 1:
             i, j = j, i
@@ -290,6 +297,8 @@ def latency_pairs(table: Table, measured: str = "b1", label: str = "model") -> T
             }
         )
     title = f"latency, pair by pair ({table.header(measured)}): paired ratios with intervals"
+    if against is not None:
+        title = f"against {against}, {title}"
     return Table(rows, title=title)
 
 

@@ -55,12 +55,17 @@ def test_direct_metrics_counts_and_times_every_model(one_thread):
 
 def test_direct_metrics_without_accuracy_times_untrained_networks(one_thread):
     t = metrics.direct_metrics(
-        {"a": net(4), "b": net(8)}, None, image_size=8, batch_sizes=(2,), min_run_time=0.01,
-        max_seconds=1,
+        {"a": net(4), "b": net(8), "c": net(2)}, None, image_size=8, batch_sizes=(2,),
+        min_run_time=0.01, max_seconds=1,
     )  # fmt: skip
     assert t.columns[:4] == ["model", "params", "MAdds", "MAC"] and "test accuracy" not in t.columns
-    assert len(t.column("b2")) == 2 and t.unit("b2") == "ms"
-    assert len(metrics.latency_pairs(t, "b2")) == 1  # compared by the clock alone
+    assert len(t.column("b2")) == 3 and t.unit("b2") == "ms"
+    assert len(metrics.latency_pairs(t, "b2")) == 3  # compared by the clock alone
+    with_c = metrics.latency_pairs(t, "b2", against="c")
+    assert len(with_c) == 2 and all("c" in (r["model"], r["against"]) for r in with_c)
+    assert with_c.title.startswith("against c, ")
+    with pytest.raises(ValueError, match="against must be one of 'a', 'b', 'c'; got 'd'"):
+        metrics.latency_pairs(t, "b2", against="d")
 
 
 def test_direct_metrics_rejects_bad_input():
