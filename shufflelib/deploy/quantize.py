@@ -180,7 +180,8 @@ def reduced_range() -> bool:
     pairs of products into 16 bits, and saturates: 255 x 127 x 2 does not fit. The quantisers'
     documented remedy is one bit less on one side (7-bit activations in PyTorch's PT2E flow,
     7-bit weights in ONNX Runtime's); with VNNI the sums are 32 bits wide and all 8 bits are
-    used. Measured on a 2-core AVX2 CPU without the remedy: outputs 18% off the float model's.
+    used. On a 2-core AVX2 CPU without the remedy, a small test network's int8 outputs were 18%
+    off its float ones (``tests/test_deploy.py``, ``tests/test_runtimes.py``).
     """
     return "VNNI" not in instruction_sets()
 
