@@ -209,8 +209,9 @@ def int8_verdicts(kept) -> tuple[list[str], list[int]]:
 
 def where_runtimes_save(kept) -> None:
     """Where torch alone does not close the gap to a runtime: the profiles that say why."""
-    for batch, (table, _, compiled, _, runners, x) in kept.items():
-        floats = {k: r for k, r in runners.items() if r.precision == "float32"}
+    for batch, b in kept.items():
+        table, compiled, x = b.table, b.compiled, b.x
+        floats = {k: r for k, r in b.runners.items() if r.precision == "float32"}
         if not floats:
             continue
         ratio = {r["name"]: r["ratio"] for r in table}

@@ -31,10 +31,10 @@ from .deploy import (
     chosen_runtimes,
     compile,
     folded,
+    for_export,
     onnx_models,
     quantize_int8,
     relative_error,
-    reparameterisable,
     runtime_models,
     steps,
     top1_agreement,
@@ -207,9 +207,7 @@ def _setup(model, reference, reference_name, calibration_data, eval_data, image_
     exported: dict[str, OnnxModel] = {}
     if runtimes:
         example = torch.randn(1, 3, image_size, image_size, generator=torch.Generator())
-        # a network trained with branches is exported as deployed: no exporter folds them
-        source = folded(model) if reparameterisable(model) else model
-        exported = onnx_models(source, example, calibration_data)
+        exported = onnx_models(for_export(model), example, calibration_data)
     return _Setup(variants, quantized, exported, runtimes)
 
 

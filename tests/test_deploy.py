@@ -234,6 +234,7 @@ def test_steps_re_parameterise_repvgg_and_mobileone(name):
     assert deploy.count_batchnorm(folded) == 0 and deploy.count_batchnorm(ours) > 0
     assert str(deploy.folded(ours)) == str(folded)  # the same deployed form
     assert deploy.reparameterisable(ours) and not deploy.reparameterisable(folded)
+    assert str(deploy.for_export(ours)) == str(folded) and deploy.for_export(folded) is folded
     assert not any(type(m).__name__ == "RepBlock" for m in folded.modules())
     x = rand(2, 3, 32, 32)
     with torch.no_grad():

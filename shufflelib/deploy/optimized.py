@@ -29,7 +29,7 @@ from .runtimes import (
     runtime_model,
     runtime_models,
 )
-from .transforms import folded, reparameterisable, to_channels_last
+from .transforms import folded, for_export, reparameterisable, to_channels_last
 
 __all__ = [
     "Optimized",
@@ -157,7 +157,7 @@ def _runtime_candidates(model, x, calibration_data, wanted, runtimes) -> dict[st
     int8 = calibration_data if "int8" in wanted else None
     if not runtimes:
         return {}
-    exported = onnx_models(folded(model) if reparameterisable(model) else model, x, int8)
+    exported = onnx_models(for_export(model), x, int8)
     # compiled for the example's shape, as torch.compile is (OpenVINO plans every buffer once)
     runners = runtime_models(exported, runtimes=runtimes, precisions=wanted, input_size=x.shape)
     return {

@@ -23,6 +23,7 @@ __all__ = [
     "fold_bn",
     "folded",
     "reparameterisable",
+    "for_export",
     "count_batchnorm",
     "to_channels_last",
 ]
@@ -125,6 +126,13 @@ def folded(model: nn.Module) -> nn.Module:
     if reparameterisable(model):
         return fold_bn(reparameterize(model))  # fold_bn: any BatchNorm outside the blocks
     return fold_bn(model)
+
+
+def for_export(model: nn.Module) -> nn.Module:
+    """``model`` as chapter 11 exports it to ONNX: a RepVGG's or MobileOne's branches folded
+    (:func:`folded`; no exporter folds them), any other model as it is (the runtimes fold its
+    BatchNorms themselves when they load the file)."""
+    return folded(model) if reparameterisable(model) else model
 
 
 def reparameterisable(model: nn.Module) -> bool:
