@@ -33,11 +33,15 @@ STUDENT := _build/student
 # One build measures this machine's roofline once (the first chapter that draws it) and every
 # chapter reads it from this file (shufflelib.bench.roofline_probe); it goes with the cache.
 export SHUFFLEBOOK_ROOFLINE := $(CURDIR)/_build/roofline.json
+# Likewise chapter 9 scores the stored networks once and chapter 10 reads its scores
+# (shufflelib.results.reevaluate).
+export SHUFFLEBOOK_RESCORED := $(CURDIR)/_build/rescored.json
 
 cache:
 	@if [ ! -d $(CACHE) ] || [ "$$(cat $(CACHE)/.libhash 2>/dev/null)" != "$(LIBHASH)" ]; then \
 		echo "shufflelib or requirements changed: re-executing every notebook"; \
-		rm -rf $(CACHE) _build/.doctrees $(STUDENT) $(SHUFFLEBOOK_ROOFLINE) $(SHUFFLEBOOK_ROOFLINE).lock; fi
+		rm -rf $(CACHE) _build/.doctrees $(STUDENT) $(SHUFFLEBOOK_ROOFLINE) $(SHUFFLEBOOK_ROOFLINE).lock \
+			$(SHUFFLEBOOK_RESCORED) $(SHUFFLEBOOK_RESCORED).lock; fi
 	@mkdir -p $(CACHE) && echo "$(LIBHASH)" > $(CACHE)/.libhash
 
 # The teacher's edition: exercises with their solutions (the published site).

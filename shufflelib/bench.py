@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +25,7 @@ import torch
 from . import stats, validate
 from .cost import count_params, madds
 from .env import MachineInfo, machine_info, pick_device
-from .files import atomic_save
+from .files import shared
 from .tables import Table, count
 
 __all__ = [
@@ -450,19 +448,12 @@ def roofline_probe(
     validate.integer("cache_mib", cache_mib, minimum=1)
     validate.number("min_run_time", min_run_time, above=0)
     key = f"{machine_info(device)} | matmul {n} | copy {mib} MiB | cache {cache_mib} MiB"
-    path = os.environ.get(ROOFLINE_FILE)
-    if not path:
-        return _probe(device, n, mib, cache_mib, min_run_time)
-    import fcntl  # a build runs on Linux or macOS; the lock makes chapters run side by side wait
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        kept = json.loads(Path(path).read_text()) if Path(path).is_file() else {}
-        if key not in kept:
-            kept[key] = asdict(_probe(device, n, mib, cache_mib, min_run_time))
-            atomic_save(kept, path)  # a reader sees the old file or the new one
-        return Roofline(**kept[key])
+    measured = shared(
+        os.environ.get(ROOFLINE_FILE) or None,
+        key,
+        lambda: asdict(_probe(device, n, mib, cache_mib, min_run_time)),
+    )
+    return Roofline(**measured)
 
 
 def _probe(device: torch.device, n: int, mib: int, cache_mib: int, run: float) -> Roofline:

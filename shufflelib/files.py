@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 
 from . import validate
 
-__all__ = ["atomic_save", "remove_leftovers", "TEMPORARY"]
+__all__ = ["atomic_save", "remove_leftovers", "shared", "TEMPORARY"]
 
 TEMPORARY = ".tmp"  # the suffix of atomic_save's temporary files: ".<name>.<random>.tmp"
 
@@ -47,6 +48,34 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def shared(path: str | os.PathLike | None, key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept under ``key`` in the JSON file ``path`` for the processes after this one.
+
+    How one build's chapters share a measurement (the roofline, the live scores of the stored
+    networks): the first caller computes and writes the value (under a lock, so a chapter
+    running side by side waits for it instead of computing it again; atomically, so a reader
+    never sees half a file); a later caller with the same ``key`` reads it. The key names
+    everything the value depends on (the machine line, the sizes, the weights). With no
+    ``path`` (a notebook run on its own, in Colab), it simply computes. Written here because
+    the standard library has no keyed file cache that processes share safely.
+    """
+    validate.text("key", key)
+    validate.function("compute", compute)
+    if path is None:
+        return compute()
+    import fcntl  # a build runs on Linux or macOS
+
+    path = Path(validate.path("path", path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = json.loads(path.read_text()) if path.is_file() else {}
+        if key not in kept:
+            kept[key] = compute()
+            atomic_save(kept, path)
+        return kept[key]
 
 
 def remove_leftovers(folder: str | os.PathLike, name: str) -> list[Path]:

@@ -137,6 +137,8 @@ CASES = [
     (lambda: train.fit(conv, [1], 1), TypeError, "train_data", "[1]"),
     (lambda: train.TrainConfig.resolve(2, optimizer="adam"), ValueError, "optimizer", "'adam'"),
     (lambda: files.atomic_save({}, 3), TypeError, "path", "3"),
+    (lambda: files.shared(None, " ", dict), ValueError, "key", "' '"),
+    (lambda: files.shared(None, "k", 3), TypeError, "compute", "3"),
 ]
 
 

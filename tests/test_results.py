@@ -148,3 +148,27 @@ def test_train_seconds_sums_each_runs_epochs_over_seeds(store):
     assert t.header("train time") == "train time (s)" and t.unit("images/s") == ""
     with pytest.raises(ValueError, match="no run 'resnet' in the store"):
         results.train_seconds(store, ["resnet"])
+
+
+def test_one_build_scores_the_stored_networks_once(store, tmp_path, monkeypatch):
+    """With SHUFFLEBOOK_RESCORED set (a build), chapter 10 reads the scores chapter 9 measured on
+    this machine; other weights or another limit are scored anew, and without it always."""
+    kept = tmp_path / "rescored.json"
+    monkeypatch.setenv(results.RESCORED_FILE, str(kept))
+    calls = []
+    real = results.evaluate
+    monkeypatch.setattr(results, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = results.reevaluate(store, limit=16)
+    assert len(calls) == len(store.runs) and kept.is_file()
+    again = results.reevaluate(store, limit=16)  # the next chapter of the same build
+    assert list(again) == list(first) and len(calls) == len(store.runs)
+    assert again.note == store.provenance() and [r["now"] for r in again] == [
+        r["now"] for r in first
+    ]
+    results.reevaluate(store, limit=32)  # another limit: another key
+    assert len(calls) == 2 * len(store.runs)
+    monkeypatch.delenv(results.RESCORED_FILE)
+    results.reevaluate(store, limit=16)  # no file named: always measures
+    assert len(calls) == 3 * len(store.runs)
+    (key,) = [k for k in json.loads(kept.read_text()) if "limit 16" in k]
+    assert "device cpu" in key and "weights " in key
