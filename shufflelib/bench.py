@@ -449,7 +449,7 @@ def roofline_probe(
     validate.number("min_run_time", min_run_time, above=0)
     key = f"{machine_info(device)} | matmul {n} | copy {mib} MiB | cache {cache_mib} MiB"
     measured = shared(
-        os.environ.get(ROOFLINE_FILE) or None,
+        os.environ.get(ROOFLINE_FILE),
         key,
         lambda: asdict(_probe(device, n, mib, cache_mib, min_run_time)),
     )

@@ -58,12 +58,13 @@ def shared(path: str | os.PathLike | None, key: str, compute: Callable[[], Any])
     running side by side waits for it instead of computing it again; atomically, so a reader
     never sees half a file); a later caller with the same ``key`` reads it. The key names
     everything the value depends on (the machine line, the sizes, the weights). With no
-    ``path`` (a notebook run on its own, in Colab), it simply computes. Written here because
+    ``path`` (None or empty: an unset environment variable, a notebook run on its own in Colab),
+    it simply computes. Written here because
     the standard library has no keyed file cache that processes share safely.
     """
     validate.text("key", key)
     validate.function("compute", compute)
-    if path is None:
+    if path is None or path == "":
         return compute()
     import fcntl  # a build runs on Linux or macOS
 

@@ -414,8 +414,9 @@ def reevaluate(store: Store, device: torch.device | str = "cpu", limit: int | No
     weights = hashlib.sha256(
         "".join(sorted(r["weights sha256"] for r in store.manifest["runs"].values())).encode()
     ).hexdigest()[:12]
-    key = f"{machine_info(device)} | weights {weights} | limit {limit}"
-    rows = shared(os.environ.get(RESCORED_FILE) or None, key, lambda: _scores(store, device, limit))
+    data = source_digest(_DATA_CODE)  # the generator of the test sets scored
+    key = f"{machine_info(device)} | weights {weights} | data {data} | limit {limit}"
+    rows = shared(os.environ.get(RESCORED_FILE), key, lambda: _scores(store, device, limit))
     return Table(rows, title="every stored network scored again, live", note=store.provenance())
 
 

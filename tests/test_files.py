@@ -19,7 +19,8 @@ def test_shared_computes_once_per_key_and_keeps_every_key(tmp_path):
     assert calls == [1, 3]
     assert json.loads(path.read_text()) == {"a": {"value": 1}, "b": {"value": 3}}
     assert files.shared(None, "a", compute(4)) == {"value": 4}  # no file: always computes
-    assert calls == [1, 3, 4]
+    assert files.shared("", "a", compute(5)) == {"value": 5}  # an empty variable: the same
+    assert calls == [1, 3, 4, 5]
 
 
 def test_a_value_kept_by_one_process_is_read_by_the_next(tmp_path):

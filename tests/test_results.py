@@ -177,4 +177,4 @@ def test_one_build_scores_the_stored_networks_once(store, tmp_path, monkeypatch)
     results.reevaluate(store, limit=16)  # no file named: always measures
     assert len(calls) == 3 * len(store.runs)
     (key,) = [k for k in json.loads(kept.read_text()) if "limit 16" in k]
-    assert "device cpu" in key and "weights " in key
+    assert "device cpu" in key and "weights " in key and "data " in key
