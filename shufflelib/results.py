@@ -1,7 +1,7 @@
 """The results store: converged training runs over several seeds, kept in the repository; ch. 9-11.
 
-Training the book's four networks until they stop improving, three seeds each, takes about an
-hour and a half on a laptop CPU: too long for every build. ``make results``
+Training the book's four networks until they stop improving, three seeds each, takes one and a
+half to two hours on a 2-core CPU: too long for every build. ``make results``
 (``python -m shufflelib.results make``) does it once with the library's own training command
 line, ``python -m shufflelib.train``, and
 keeps for every run its final weights (``weights.pt``, a float32 ``state_dict``) and its
@@ -23,7 +23,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from torch import nn
 
 from . import data as _data
 from . import validate
+from .cost import count_params
 from .env import machine_info, pick_device
 from .files import atomic_save, shared
 from .stats import spread
@@ -42,6 +43,7 @@ from .train import (
     BOOK_MODELS,
     CHECKPOINT,
     TRAINING_CODE,
+    Run,
     book_settings,
     evaluate,
     load_checkpoint,
@@ -68,6 +70,7 @@ __all__ = [
     "seed_accuracies",
     "plateau_summary",
     "train_seconds",
+    "summary",
     "main",
 ]
 
@@ -82,11 +85,15 @@ SEEDS = (0, 1, 2)
 # batch 32, 0.1 * 32 / 128 = 0.025, they learn from the first epoch but more slowly (MobileNetV2
 # 0.83-0.84 after 4 epochs, still rising by 0.04 an epoch). After 4 epochs the ShuffleNets were
 # above 0.95 but still moving (their last epoch changed test accuracy by 0.005 and 0.016, more than
-# the spread over seeds). So every network trains 8 epochs.
+# the spread over seeds). So every network trains 8 epochs. Trained again on an Intel Xeon, whose
+# arithmetic rounds differently (0.97-0.98 on the AMD EPYC before), MobileNetV2 with a tenth of an
+# epoch of warm-up was at guessing after its first epoch for two seeds of three, and ended at
+# 0.93, 0.79 and 0.96: its start was fragile. With a whole epoch (625 steps) of warm-up instead,
+# the same machine gave 0.991, 0.987 and 0.984, every seed above 0.56 after two epochs.
 RECIPES: dict[str, dict[str, Any]] = {
     "shufflenet_v1_g3_x0_5": {"epochs": 8},
     "shufflenet_v2_x0_5": {"epochs": 8},
-    "mobilenet_v2": {"lr": 0.025, "epochs": 8},
+    "mobilenet_v2": {"lr": 0.025, "epochs": 8, "warmup_epochs": 1.0},
     "efficientnet_v2_t": {"lr": 0.025, "epochs": 8},
 }
 # Each run the store can hold: a label -> the zoo model, its builder's keywords, the CLI's extra
@@ -128,7 +135,7 @@ def settings(
     """
     validate.choice("label", label, RUNS)
     validate.flag("full", full)
-    recipe = {k: RUNS[label][k] for k in ("lr", "epochs") if k in RUNS[label]}
+    recipe = {k: RUNS[label][k] for k in ("lr", "epochs", "warmup_epochs") if k in RUNS[label]}
     if full:
         recipe.pop("epochs", None)
     return {**book_settings(full=full, data=data, download=download), **recipe}
@@ -476,11 +483,13 @@ def accuracy(store: Store) -> Table:
                 "lowest": min(finals),
                 "epochs": int(_option(runs[0].command, "--epochs")),
                 "peak lr": _option(runs[0].command, "--lr"),
+                "warm-up": _option(runs[0].command, "--warmup-epochs"),
                 "last change": last,
                 "plateau": "yes" if last < max(sd, 0.005) else "no",
             }
         )
-    return Table(rows, title="test accuracy over seeds (stored runs)", note=store.provenance())
+    title = "test accuracy over seeds (stored runs)"
+    return Table(rows, title=title, note=store.provenance(), units={"warm-up": "epochs"})
 
 
 def plateau_summary(table: Table) -> str:
@@ -535,6 +544,35 @@ def train_seconds(store: Store, labels: Sequence[str] | None = None) -> Table:
         )
     title, units = "training time over seeds (stored runs)", {"train time": "s", "time sd": "s"}
     return Table(rows, title=title, note=store.provenance(), units=units)
+
+
+def summary(runs: Sequence[Run] | Mapping[str, Run], title: str = "") -> Table:
+    """One row per trained run: parameters, final test accuracy and loss, throughput, time.
+
+    ``runs`` is a list of :class:`shufflelib.train.Run` (each row named after its model) or a
+    mapping of a label to a run (to tell apart two runs of one model), e.g. what
+    ``train.run`` returns in chapter 9's exercises. ``images/s`` is the training throughput of the
+    last epoch, ``train time`` the sum over the epochs (evaluation excluded), both measured on
+    the machine that trained. Units are the table's (``params`` in millions, ``train time`` in s).
+    """
+    labelled = runs.items() if isinstance(runs, Mapping) else [(None, r) for r in runs]
+    rows = []
+    for label, r in labelled:
+        validate.instance("runs' entries", r, Run)
+        last = r.history[-1]
+        rows.append(
+            {
+                "model": r.name if label is None else label,
+                "params": count_params(r.model) / 1e6,
+                "epochs": last["epoch"],
+                "test accuracy": last.get("test accuracy"),
+                "test loss": last.get("test loss"),
+                "images/s": last["images/s"],
+                "train time": sum(row["seconds"] for row in r.history),
+            }
+        )
+    units = {"params": "M", "train time": "s"}
+    return Table(rows, title=title or "trained models", units=units)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -56,6 +56,7 @@ def test_make_trains_keeps_and_skips(tmp_path, capsys):
     assert scored[0]["now"] == scored[0]["recorded"] and scored[0]["images apart"] == 0
     table = results.accuracy(store)
     assert table[0]["model"] == "shufflenet_v2_x0_5" and table[0]["seeds"] == 1
+    assert table[0]["warm-up"] == 0.1 and table.unit("warm-up") == "epochs"
     assert "make results" in store.provenance()
 
 
@@ -109,9 +110,9 @@ def test_command_is_the_book_recipe(tmp_path):
         assert snv2[snv2.index(flag) + 1] == str(value)  # the book's settings, 8 epochs
     for label, spec in results.RUNS.items():  # every run: the book's settings unless its recipe
         argv = results.command(label, 0, tmp_path)
-        for key in ("epochs", "lr"):
-            want = spec.get(key, s[key])
-            assert argv[argv.index(f"--{key}") + 1] == str(want), (label, key)
+        for key in ("epochs", "lr", "warmup_epochs"):
+            want, flag = spec.get(key, s[key]), f"--{key.replace('_', '-')}"
+            assert argv[argv.index(flag) + 1] == str(want), (label, key)
     mnv2 = results.command("mobilenet_v2", 0, tmp_path)
     assert mnv2[mnv2.index("--width-mult") + 1] == "0.5"
 
@@ -119,7 +120,7 @@ def test_command_is_the_book_recipe(tmp_path):
 def test_settings_are_the_books_with_the_runs_recipe():
     s = train.book_settings()
     mnv2 = results.settings("mobilenet_v2")
-    assert mnv2 == {**s, "lr": 0.025, "epochs": 8}
+    assert mnv2 == {**s, "lr": 0.025, "epochs": 8, "warmup_epochs": 1.0}
     full = results.settings("mobilenet_v2", full=True, data="cifar10:data")
     assert full["epochs"] == 30 and full["lr"] == 0.025 and full["data"] == "cifar10:data"
     assert results.settings("shufflenet_v2_x0_5")["lr"] == s["lr"]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from shufflelib import data, train
+from shufflelib import data, results, train
 from shufflelib.tables import Table
 from shufflelib.train import runs
 from shufflelib.train.loop import Trainer
@@ -526,16 +526,17 @@ def test_run_keys_the_folder_by_settings_and_reloads_a_finished_run(tmp_path, on
     e = train.run("shufflenet_v2_x0_5", **kw2)
     assert e.checkpoint_dir == d.checkpoint_dir and len(e.history) == 2
     assert strip(e.history)[0] == strip(d.history)[0]
-    t = train.summary([a, e])
+    t = results.summary([a, e])
     assert t.column("model") == ["shufflenet_v2_x0_5"] * 2 and t.column("epochs") == [1, 2]
-    assert t[1]["test accuracy"] == e.test_accuracy and t[0]["params (M)"] > 0.3
-    assert t[1]["train time (s)"] == pytest.approx(sum(e.history.column("seconds")))
-    named = train.summary({"one epoch": a, "two epochs": e})
+    assert t[1]["test accuracy"] == e.test_accuracy and t[0]["params"] > 0.3
+    assert t.unit("params") == "M" and t.unit("train time") == "s"
+    assert t[1]["train time"] == pytest.approx(sum(e.history.column("seconds")))
+    named = results.summary({"one epoch": a, "two epochs": e})
     assert named.column("model") == ["one epoch", "two epochs"] and named.column("epochs") == [1, 2]
     with pytest.raises(TypeError, match="runs' entries must be a .*Run, got a Table"):
-        train.summary([a.history])
+        results.summary([a.history])
     with pytest.raises(TypeError, match="runs' entries must be a .*Run, got a Table"):
-        train.summary({"a": a.history})
+        results.summary({"a": a.history})
 
 
 def test_run_rejects_unknown_models_and_own_settings(tmp_path):

@@ -40,7 +40,6 @@ from .runs import (
     parse_data,
     run,
     source_digest,
-    summary,
     train_named,
 )
 
@@ -60,7 +59,6 @@ __all__ = [
     "datasets",
     "train_named",
     "run",
-    "summary",
     "source_digest",
     "TRAINING_CODE",
     "CHECKPOINT",

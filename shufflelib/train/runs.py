@@ -13,7 +13,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,6 @@ __all__ = [
     "Run",
     "train_named",
     "run",
-    "summary",
 ]
 
 # The networks chapter 9 trains and chapter 10 compares, at matched small widths: the zoo name and
@@ -332,32 +331,3 @@ def run(
     )
     model.to("cpu").eval()
     return Run(name, model, history, folder, key)
-
-
-def summary(runs: Sequence[Run] | Mapping[str, Run], title: str = "") -> Table:
-    """One row per run: parameters, final test accuracy and loss, throughput, time; chapter 9.
-
-    ``runs`` is a list of runs (each row named after its model) or a mapping of a label to a run
-    (to tell apart two runs of one model). ``images/s`` is the training throughput of the last
-    epoch, ``train time (s)`` the sum over the epochs (evaluation excluded), both measured on the
-    machine that trained.
-    """
-    from ..cost import count_params
-
-    labelled = runs.items() if isinstance(runs, Mapping) else [(None, r) for r in runs]
-    rows = []
-    for label, r in labelled:
-        validate.instance("runs' entries", r, Run)
-        last = r.history[-1]
-        rows.append(
-            {
-                "model": r.name if label is None else label,
-                "params (M)": count_params(r.model) / 1e6,
-                "epochs": last["epoch"],
-                "test accuracy": last.get("test accuracy"),
-                "test loss": last.get("test loss"),
-                "images/s": last["images/s"],
-                "train time (s)": sum(row["seconds"] for row in r.history),
-            }
-        )
-    return Table(rows, title=title or "trained models")
