@@ -135,10 +135,11 @@ def settings(
     """
     validate.choice("label", label, RUNS)
     validate.flag("full", full)
-    recipe = {k: RUNS[label][k] for k in ("lr", "epochs", "warmup_epochs") if k in RUNS[label]}
+    book = book_settings(full=full, data=data, download=download)
+    recipe = {k: v for k, v in RUNS[label].items() if k in book}  # RECIPES' part of the run
     if full:
         recipe.pop("epochs", None)
-    return {**book_settings(full=full, data=data, download=download), **recipe}
+    return {**book, **recipe}
 
 
 def command(label: str, seed: int, checkpoint_dir: str | os.PathLike) -> list[str]:
@@ -550,15 +551,16 @@ def summary(runs: Sequence[Run] | Mapping[str, Run], title: str = "") -> Table:
     """One row per trained run: parameters, final test accuracy and loss, throughput, time.
 
     ``runs`` is a list of :class:`shufflelib.train.Run` (each row named after its model) or a
-    mapping of a label to a run (to tell apart two runs of one model), e.g. what
-    ``train.run`` returns in chapter 9's exercises. ``images/s`` is the training throughput of the
+    mapping of a label to a run (to tell apart two runs of one model), as ``train.run`` returns
+    them. ``images/s`` is the training throughput of the
     last epoch, ``train time`` the sum over the epochs (evaluation excluded), both measured on
     the machine that trained. Units are the table's (``params`` in millions, ``train time`` in s).
     """
-    labelled = runs.items() if isinstance(runs, Mapping) else [(None, r) for r in runs]
+    labelled = list(runs.items() if isinstance(runs, Mapping) else [(None, r) for r in runs])
+    for _, r in labelled:  # every entry checked before any is counted
+        validate.instance("runs' entries", r, Run)
     rows = []
     for label, r in labelled:
-        validate.instance("runs' entries", r, Run)
         last = r.history[-1]
         rows.append(
             {
